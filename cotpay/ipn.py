@@ -1,0 +1,100 @@
+"""Cotpay IPN callbacks (DESIGN.md 3.3).
+
+ASSUMPTION (the one parser to change if Cotpay differs): Cotpay's IPN body is undocumented. We
+accept a JSON object, plain or sealed in the envelope of 3.1, with ``idOrder``, ``status``,
+``code``, ``message``, ``amount``, ``transactionId`` and ``time``. Unknown statuses are kept as
+they are (never dropped) and unknown extra fields are preserved in ``extra``.
+
+Each order gets one URL per step, signed so that a forged callback is refused:
+``{public_url}/ipn/{orderRef}/{step}?sig=base64url(HMAC-SHA256(secret, "{orderRef}:{step}"))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class IpnStep(StrEnum):
+    CREATE = "create"
+    VERIFY = "verify"
+    PAYMENT = "payment"
+    RETURN = "return"
+
+
+class IpnStatus(StrEnum):
+    HOLDING = "HOLDING"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    PAID_OUT = "PAID_OUT"
+    PAYOUT_FAILED = "PAYOUT_FAILED"
+    REFUNDED = "REFUNDED"
+    RETURN_REJECTED = "RETURN_REJECTED"
+
+
+KNOWN_STATUSES = frozenset(s.value for s in IpnStatus)
+MAX_IPN_URL = 255
+
+
+class IpnBody(BaseModel):
+    """One IPN as Cotpay sends it. ``status`` stays a string so unknown statuses survive."""
+
+    model_config = ConfigDict(extra="allow")
+
+    idOrder: int | None = None
+    status: str = Field(min_length=1, max_length=64)
+    code: int | None = None
+    message: str | None = Field(default=None, max_length=1000)
+    amount: int | None = None
+    transactionId: str | None = Field(default=None, max_length=128)
+    time: datetime | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @property
+    def known(self) -> bool:
+        return self.status in KNOWN_STATUSES
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class IpnParseError(ValueError):
+    pass
+
+
+def parse_ipn(payload: Any) -> IpnBody:
+    """Parse an already-decoded (plain or opened) IPN payload."""
+    if not isinstance(payload, dict):
+        raise IpnParseError("IPN body must be a JSON object")
+    try:
+        return IpnBody.model_validate(payload)
+    except ValidationError as exc:
+        raise IpnParseError(str(exc.errors(include_url=False, include_input=False))) from exc
+
+
+def ipn_signature(secret: str, order_ref: str, step: str) -> str:
+    mac = hmac.new(secret.encode(), f"{order_ref}:{step}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def verify_ipn_signature(secret: str, order_ref: str, step: str, sig: str) -> bool:
+    return hmac.compare_digest(ipn_signature(secret, order_ref, step), sig or "")
+
+
+def ipn_url(public_url: str, secret: str, order_ref: str, step: IpnStep | str) -> str:
+    step_value = step.value if isinstance(step, IpnStep) else step
+    sig = ipn_signature(secret, order_ref, step_value)
+    url = f"{public_url.rstrip('/')}/ipn/{quote(order_ref, safe='')}/{step_value}?sig={sig}"
+    if len(url) > MAX_IPN_URL:
+        raise ValueError(f"IPN URL is {len(url)} characters; Cotpay accepts {MAX_IPN_URL}")
+    return url
