@@ -28,6 +28,11 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def scrub(text: str) -> str:
+    """Mask email addresses and phone numbers in free text (e.g. a message put in an exception)."""
+    return str(_scrub(text))
+
+
 def redact(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
