@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sandbox.cli",
     "cotpay.cli",
     "starter.codec_cmd",
+    "starter.run_cmd",
+    "starter.demo_cmd",
 )
 
 

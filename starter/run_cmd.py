@@ -1,0 +1,326 @@
+"""``cotpay-escrow run``: the whole embedded stack on this machine, wired with no configuration.
+
+Starts, in order, the Temporal dev server (SQLite file in the data dir, UI), the Cotpay sandbox
+(keys in ``<data-dir>/keys``), the worker and the HTTP gateway, each as a child process; prints
+where everything is; stops all of it on Ctrl-C / SIGTERM, or when any part dies (exit code 1).
+
+Wiring: the worker and gateway get ``TEMPORAL_ADDRESS``, the sandbox's ``credentials.env``
+(``COTPAY_*``), and ``ESCROW_PUBLIC_URL`` = the gateway, so the sandbox's IPNs reach it.
+A ``COTPAY_BASE_URL`` other than the local sandbox means production (or another) Cotpay: no
+sandbox is started and ``COTPAY_*`` pass through. Likewise a ``TEMPORAL_ADDRESS`` other than the
+local dev server means an existing Temporal: no dev server is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from cotpay.logs import configure_logging
+from starter.devserver import DevServer
+from starter.processes import ChildProcess
+from workflows.models import PayoutRule
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_API_KEY = "dev-api-key"
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class StackPlan:
+    host: str
+    data_dir: Path
+    payout_rule: str
+    temporal_port: int
+    ui_port: int | None
+    sandbox_port: int
+    gateway_port: int
+    namespace: str
+    external_temporal: str | None = None
+    external_cotpay: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def temporal_address(self) -> str:
+        return self.external_temporal or f"{self.host}:{self.temporal_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.host}:{self.sandbox_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the whole stack here: Temporal dev server, sandbox, worker, gateway",
+        description=(
+            "Run the Temporal dev server, the Cotpay sandbox, the worker and the HTTP gateway, "
+            "wired to each other. Ctrl-C stops everything."
+        ),
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".data"), help="default: .data")
+    parser.add_argument(
+        "--payout-rule",
+        choices=[r.value for r in PayoutRule],
+        default=None,
+        help="payout rule of the sandbox and the worker "
+        "(default: ESCROW_PAYOUT_RULE or t1-1600; 'immediate' for demos)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address every part binds to")
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--headless", action="store_true", help="no Temporal web UI")
+    parser.add_argument("--sandbox-port", type=int, default=8090)
+    parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.set_defaults(func=_main)
+
+
+def _same_endpoint(url: str, host: str, port: int) -> bool:
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    loopback = {"127.0.0.1", "localhost", "::1", host}
+    return parts.hostname in loopback and (parts.port or 80) == port
+
+
+def plan_from(args: argparse.Namespace, environ: dict[str, str]) -> StackPlan:
+    data_dir: Path = args.data_dir.expanduser().resolve()
+    rule = args.payout_rule or environ.get("ESCROW_PAYOUT_RULE") or PayoutRule.T1_1600.value
+    plan = StackPlan(
+        host=args.host,
+        data_dir=data_dir,
+        payout_rule=PayoutRule(rule).value,
+        temporal_port=args.temporal_port,
+        ui_port=None if args.headless else args.ui_port,
+        sandbox_port=args.sandbox_port,
+        gateway_port=args.gateway_port,
+        namespace=environ.get("TEMPORAL_NAMESPACE", "default"),
+    )
+    temporal = environ.get("TEMPORAL_ADDRESS")
+    if temporal and not _same_endpoint(temporal, args.host, args.temporal_port):
+        plan.external_temporal = temporal
+    cotpay = environ.get("COTPAY_BASE_URL")
+    if cotpay and not _same_endpoint(cotpay, args.host, args.sandbox_port):
+        plan.external_cotpay = cotpay
+    env = dict(environ)
+    env.update(
+        {
+            "TEMPORAL_ADDRESS": plan.temporal_address,
+            "TEMPORAL_NAMESPACE": plan.namespace,
+            "ESCROW_PUBLIC_URL": environ.get("ESCROW_PUBLIC_URL") or plan.gateway_url,
+            "ESCROW_GATEWAY_HOST": plan.host,
+            "ESCROW_GATEWAY_PORT": str(plan.gateway_port),
+            "ESCROW_PAYOUT_RULE": plan.payout_rule,
+        }
+    )
+    plan.env = env
+    return plan
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _busy_ports(plan: StackPlan) -> list[str]:
+    wanted: list[tuple[str, int]] = [("gateway", plan.gateway_port)]
+    if plan.external_temporal is None:
+        wanted.append(("Temporal gRPC", plan.temporal_port))
+        if plan.ui_port is not None:
+            wanted.append(("Temporal UI", plan.ui_port))
+    if plan.external_cotpay is None:
+        wanted.append(("sandbox", plan.sandbox_port))
+    return [f"{name} port {port}" for name, port in wanted if _port_in_use(plan.host, port)]
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+async def _wait_http(child: ChildProcess, url: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if child.returncode is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code < 500:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not answer on {url} within {within:.0f}s")
+
+
+class Stack:
+    """The running parts, in start order; stopped in reverse order."""
+
+    def __init__(self, plan: StackPlan) -> None:
+        self.plan = plan
+        self.temporal: DevServer | None = None
+        self.children: list[ChildProcess] = []
+
+    def _python(self, name: str, *args: str) -> ChildProcess:
+        child = ChildProcess(name, [sys.executable, *args], env=self.plan.env)
+        self.children.append(child)
+        return child
+
+    async def start(self) -> None:
+        plan = self.plan
+        plan.data_dir.mkdir(parents=True, exist_ok=True)
+        if plan.external_temporal is None:
+            self.temporal = DevServer(
+                plan.data_dir / "temporal.db",
+                port=plan.temporal_port,
+                ui_port=plan.ui_port,
+                namespace=plan.namespace,
+                ip=plan.host,
+                log_file=plan.data_dir / "temporal.log",
+            )
+            await self.temporal.start(READY_TIMEOUT_S)
+        if plan.external_cotpay is None:
+            sandbox = self._python(
+                "sandbox",
+                "-m",
+                "starter.cli",
+                "sandbox",
+                "--host",
+                plan.host,
+                "--port",
+                str(plan.sandbox_port),
+                "--keys-dir",
+                str(plan.keys_dir),
+                "--payout-rule",
+                plan.payout_rule,
+                "--db",
+                str(plan.data_dir / "sandbox.db"),
+            )
+            await sandbox.start()
+            await _wait_http(sandbox, f"{plan.sandbox_url}/sandbox/ledger", READY_TIMEOUT_S)
+            plan.env.update(_read_env_file(plan.keys_dir / "credentials.env"))
+            plan.env["COTPAY_BASE_URL"] = plan.sandbox_url
+        worker = self._python("worker", "-m", "worker")
+        await worker.start()
+        gateway = self._python("gateway", "-m", "starter.cli", "gateway")
+        await gateway.start()
+        await _wait_http(gateway, f"{plan.gateway_url}/healthz", READY_TIMEOUT_S)
+        if worker.returncode is not None:
+            raise RuntimeError(f"worker exited with code {worker.returncode}")
+
+    async def supervise(self, stop: asyncio.Event) -> int:
+        """Until ``stop`` is set (0) or any part exits (1)."""
+        waits: dict[asyncio.Task[int], str] = {
+            asyncio.create_task(child.wait()): child.name for child in self.children
+        }
+        if self.temporal is not None:
+            waits[asyncio.create_task(self.temporal.child.wait())] = "temporal"
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in [*waits, stopper]:
+            if task not in done:
+                task.cancel()
+        died = [(waits[t], t.result()) for t in done if t in waits]
+        for name, code in died:
+            log.error("part_exited", part=name, exit_code=code)
+        return 1 if died else 0
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            code = await child.stop(STOP_TIMEOUT_S)
+            log.info("part_stopped", part=child.name, exit_code=code)
+        if self.temporal is not None:
+            await self.temporal.stop(STOP_TIMEOUT_S)
+            log.info("part_stopped", part="temporal")
+
+
+def banner(plan: StackPlan) -> str:
+    keys = plan.env.get("ESCROW_API_KEYS", DEFAULT_API_KEY)
+    api_key = keys if keys == DEFAULT_API_KEY else "(first of ESCROW_API_KEYS)"
+    lines = ["", "cotpay-escrow is running. Ctrl-C stops everything.", ""]
+    if plan.external_temporal is None:
+        if plan.ui_port is not None:
+            lines.append(f"  Temporal UI      http://{plan.host}:{plan.ui_port}")
+        lines.append(f"  Temporal         {plan.temporal_address} (namespace {plan.namespace})")
+    else:
+        lines.append(f"  Temporal         {plan.temporal_address} (existing, not started here)")
+    lines.append(
+        f"  HTTP gateway     {plan.gateway_url}  (OpenAPI: {plan.gateway_url}/openapi.json)"
+    )
+    lines.append(f"  API key          {api_key}")
+    if plan.external_cotpay is None:
+        lines.append(f"  Cotpay sandbox   {plan.sandbox_url}  (payout rule {plan.payout_rule})")
+    else:
+        lines.append(f"  Cotpay           {plan.external_cotpay} (no sandbox started)")
+    lines.append(f"  Data             {plan.data_dir}")
+    demo = "cotpay-escrow demo"
+    if plan.gateway_port != 8000:
+        demo += f" --gateway-url {plan.gateway_url}"
+    if plan.external_cotpay is None and plan.sandbox_port != 8090:
+        demo += f" --sandbox-url {plan.sandbox_url}"
+    lines += ["", f"Try:  {demo}", ""]
+    return "\n".join(lines)
+
+
+async def run_stack(plan: StackPlan) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = Stack(plan)
+    try:
+        try:
+            await stack.start()
+        except Exception as exc:
+            log.error("stack_start_failed", error=str(exc))
+            return 1
+        if stop.is_set():
+            return 0
+        print(banner(plan), flush=True)
+        return await stack.supervise(stop)
+    finally:
+        await stack.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _main(args: argparse.Namespace) -> int:
+    configure_logging(os.environ.get("ESCROW_LOG_FORMAT", "console"))
+    plan = plan_from(args, dict(os.environ))
+    busy = _busy_ports(plan)
+    if busy:
+        print(
+            f"cannot start: {', '.join(busy)} already in use "
+            "(another `cotpay-escrow run`? stop it, or pick other ports with the --*-port flags)",
+            file=sys.stderr,
+        )
+        return 1
+    return asyncio.run(run_stack(plan))
