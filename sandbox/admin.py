@@ -1,0 +1,170 @@
+"""The admin API under ``/sandbox/`` (plain JSON, no envelope; routes fixed by DESIGN.md 4).
+
+Errors are ``{"error": "<stable_code>", "message": ...}``: 404 ``order_not_found`` /
+``user_not_found``, 409 ``invalid_state`` / ``order_busy``, 422 ``validation_error`` with
+``errors: [{field, message}]``. ``PUT /sandbox/users/{id}``, ``GET /sandbox/users/{id}``,
+``POST /sandbox/orders/{idOrder}/fail-next-payout``, ``GET /sandbox/faults``,
+``GET /sandbox/clock``, ``GET /sandbox/health`` and the demo payment page
+``GET /sandbox/pay/{idOrder}`` are additions to the fixed routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Response
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from sandbox.clock import iso
+from sandbox.faults import Faults
+
+if TYPE_CHECKING:
+    from sandbox.state import SandboxState
+
+UserId = Annotated[str, Path(min_length=1, max_length=10, pattern=r"^[A-Za-z0-9_-]+$")]
+IdOrderPath = Annotated[int, Path(ge=1, le=9_999_999_999)]
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+        out.append({"field": ".".join(loc), "message": str(error.get("msg", "invalid"))})
+    return out
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PayBody(_Body):
+    outcome: Literal["success", "failed"]
+
+
+class ReturnDecision(_Body):
+    decision: Literal["approve", "reject"]
+
+
+class UserPut(_Body):
+    name: str = Field(default="", max_length=100)
+    walletLinked: StrictBool = True
+    bankLinked: StrictBool = True
+
+
+class UserPatch(_Body):
+    walletLinked: StrictBool | None = None
+    bankLinked: StrictBool | None = None
+
+
+class ClockBody(_Body):
+    offsetSeconds: int | None = Field(default=None, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
+    now: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ClockBody:
+        if (self.offsetSeconds is None) == (self.now is None):
+            raise ValueError("give exactly one of offsetSeconds or now")
+        return self
+
+
+class FailNext(_Body):
+    count: int = Field(default=1, ge=1, le=100)
+
+
+def admin_router(state: SandboxState) -> APIRouter:
+    router = APIRouter(prefix="/sandbox", tags=["sandbox admin"])
+    service = state.service
+
+    def clock_view() -> dict[str, Any]:
+        return {"now": iso(state.clock.now()), "offsetSeconds": state.clock.offset_seconds}
+
+    @router.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "payoutRule": state.payout_rule.value,
+            "envelope": state.envelope_mode,
+            "persistent": state.store.persistent,
+            "orders": len(state.store.orders),
+            "ipnInFlight": state.ipn.in_flight,
+            **clock_view(),
+        }
+
+    @router.post("/orders/{idOrder}/pay")
+    async def pay(idOrder: IdOrderPath, body: PayBody) -> dict[str, Any]:
+        return await service.admin_pay(idOrder, body.outcome == "success")
+
+    @router.post("/orders/{idOrder}/return")
+    async def decide_return(idOrder: IdOrderPath, body: ReturnDecision) -> dict[str, Any]:
+        return await service.admin_return(idOrder, body.decision == "approve")
+
+    @router.post("/orders/{idOrder}/fail-next-payout")
+    async def fail_next_payout(idOrder: IdOrderPath, body: FailNext | None = None) -> Any:
+        return service.fail_next_payout(idOrder, body.count if body else 1)
+
+    @router.get("/orders/{idOrder}")
+    async def get_order(idOrder: IdOrderPath) -> dict[str, Any]:
+        return service.order_view(idOrder)
+
+    @router.get("/ledger")
+    async def ledger() -> dict[str, Any]:
+        return service.ledger()
+
+    @router.put("/users/{user_id}")
+    async def put_user(user_id: UserId, body: UserPut, response: Response) -> dict[str, Any]:
+        user, created = service.put_user(user_id, body.name, body.walletLinked, body.bankLinked)
+        response.status_code = 201 if created else 200
+        return user
+
+    @router.get("/users/{user_id}")
+    async def get_user(user_id: UserId) -> dict[str, Any]:
+        return service.get_user(user_id)
+
+    @router.patch("/users/{user_id}")
+    async def patch_user(user_id: UserId, body: UserPatch) -> dict[str, Any]:
+        return service.patch_user(user_id, body.walletLinked, body.bankLinked)
+
+    @router.get("/clock")
+    async def get_clock() -> dict[str, Any]:
+        return clock_view()
+
+    @router.put("/clock")
+    async def put_clock(body: ClockBody) -> dict[str, Any]:
+        if body.now is not None:
+            state.clock.set_now(body.now)
+        else:
+            state.clock.set_offset(float(body.offsetSeconds or 0))
+        return clock_view()
+
+    @router.get("/faults")
+    async def get_faults() -> Faults:
+        return state.faults.faults
+
+    @router.put("/faults")
+    async def put_faults(body: Faults) -> Faults:
+        state.faults.faults = body
+        return body
+
+    @router.get("/pay/{idOrder}", response_class=HTMLResponse)
+    async def pay_page(idOrder: IdOrderPath) -> HTMLResponse:
+        view = service.order_view(idOrder)
+        return HTMLResponse(
+            _PAGE.format(id=idOrder, amount=view["amount"], status=escape(view["status"]))
+        )
+
+    return router
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Cotpay sandbox payment</title>
+</head><body><h1>Cotpay sandbox: order {id}</h1><p>Amount: {amount} VND. Status: {status}.</p>
+<button onclick="pay('success')">Pay (money held)</button>
+<button onclick="pay('failed')">Fail the payment</button><pre id="out"></pre>
+<script>async function pay(outcome) {{
+const r = await fetch('/sandbox/orders/{id}/pay', {{method: 'POST',
+ headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{outcome}})}});
+document.getElementById('out').textContent = JSON.stringify(await r.json(), null, 2);
+}}</script></body></html>
+"""

@@ -1,0 +1,122 @@
+"""Where the sandbox keeps its users, orders, ledger and order-id sequence.
+
+In memory by default. With a SQLite file every change is written through synchronously (it is a
+sandbox) and loaded back at start, so a restarted sandbox keeps its state. The ledger table has a
+UNIQUE ``guard`` column (``{idOrder}:hold`` / ``{idOrder}:out``) so that even two sandbox
+processes sharing one file cannot record two payouts (or a payout and a refund) for one order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sandbox.domain import FIRST_ORDER_ID, LedgerEntry, Order, User
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (id_order INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id_order INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    guard TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, db_file: Path | None = None) -> None:
+        self.users: dict[str, User] = {}
+        self.orders: dict[int, Order] = {}
+        self.ledger: list[LedgerEntry] = []
+        self._guards: set[str] = set()
+        self._next_id = FIRST_ORDER_ID
+        self._db: sqlite3.Connection | None = None
+        if db_file is not None:
+            self._open(db_file)
+
+    def _open(self, db_file: Path) -> None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(db_file, isolation_level=None, timeout=10.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', ?)", (FIRST_ORDER_ID,))
+        for (doc,) in db.execute("SELECT doc FROM users"):
+            user = User.model_validate_json(doc)
+            self.users[user.id] = user
+        for (doc,) in db.execute("SELECT doc FROM orders ORDER BY id_order"):
+            order = Order.model_validate_json(doc)
+            self.orders[order.idOrder] = order
+        for (doc,) in db.execute("SELECT doc FROM ledger ORDER BY seq"):
+            entry = LedgerEntry.model_validate_json(doc)
+            self.ledger.append(entry)
+            self._guards.add(entry.guard)
+        self._db = db
+
+    @property
+    def persistent(self) -> bool:
+        return self._db is not None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def next_order_id(self) -> int:
+        if self._db is None:
+            value = self._next_id
+            self._next_id += 1
+            return value
+        row = self._db.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_id' RETURNING value - 1"
+        ).fetchone()
+        return int(row[0])
+
+    def save_user(self, user: User) -> None:
+        self.users[user.id] = user
+        if self._db is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO users VALUES (?, ?)", (user.id, user.model_dump_json())
+            )
+
+    def save_order(self, order: Order) -> None:
+        self.orders[order.idOrder] = order
+        if self._db is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO orders VALUES (?, ?)",
+                (order.idOrder, order.model_dump_json()),
+            )
+
+    def has_entry(self, entry: LedgerEntry) -> bool:
+        return entry.guard in self._guards
+
+    def record(self, entry: LedgerEntry, order: Order) -> bool:
+        """Append ``entry`` and save ``order`` atomically; False if the guard is already taken."""
+        if entry.guard in self._guards:
+            return False
+        if self._db is not None:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO ledger (id_order, kind, guard, doc) VALUES (?, ?, ?, ?)",
+                    (entry.idOrder, entry.kind, entry.guard, entry.model_dump_json()),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO orders VALUES (?, ?)",
+                    (order.idOrder, order.model_dump_json()),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                self._guards.add(entry.guard)
+                return False
+        self._guards.add(entry.guard)
+        self.ledger.append(entry)
+        self.orders[order.idOrder] = order
+        return True
+
+    def entries_for(self, id_order: int) -> list[LedgerEntry]:
+        return [entry for entry in self.ledger if entry.idOrder == id_order]
