@@ -1,0 +1,284 @@
+"""The HTTP gateway (DESIGN.md 6): REST for shop backends and operators, IPN intake for Cotpay.
+
+Stateless: every request goes to Temporal through ``EscrowClient``. Errors are JSON
+``{"error": "<stable code>", "message": "..."}``; the codes are listed in ``docs/http-api.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import Client
+
+from cotpay.ipn import IpnStep, verify_ipn_signature
+from cotpay.settings import CotpaySettings
+from starter.client import EscrowClient, OrderSummary, StartResult
+from starter.errors import (
+    EscrowClientError,
+    InvalidState,
+    OrderClosed,
+    OrderConflict,
+    OrderNotFound,
+    StartTimeout,
+    TemporalUnavailable,
+    VisibilityUnavailable,
+)
+from starter.gateway_ipn import IpnRejected, merchant_key, read_ipn
+from starter.gateway_middleware import AccessLog, ApiKeyAuth, BodyLimit
+from starter.gateway_models import CreateOrderBody, ErrorBody, IpnAck
+from starter.settings import EscrowSettings
+from workflows.models import (
+    CancelRequest,
+    DeliveryConfirmation,
+    DisputeRequest,
+    EscrowStatus,
+    IpnSignal,
+    OperatorAction,
+    OrderView,
+)
+
+log = structlog.get_logger("cotpay_escrow.gateway")
+
+ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
+
+_STATUS_FOR: dict[type[EscrowClientError], int] = {
+    OrderNotFound: 404,
+    OrderConflict: 409,
+    InvalidState: 409,
+    OrderClosed: 409,
+    TemporalUnavailable: 503,
+    StartTimeout: 504,
+    VisibilityUnavailable: 501,
+}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422, 503)
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status)
+
+
+def _view(view: OrderView, status: int = 200) -> JSONResponse:
+    return JSONResponse(view.model_dump(mode="json"), status_code=status)
+
+
+def _refusal(result: StartResult) -> ApiError | None:
+    """A start whose order failed at once (Cotpay refused it) becomes a 422."""
+    view = result.view
+    if view.status != EscrowStatus.FAILED:
+        return None
+    reason = (result.payment.error if result.payment else None) or view.attention
+    code = reason.code if reason else None
+    return ApiError(
+        422,
+        "cotpay_refused" if code is not None else "order_failed",
+        reason.reason if reason else "the order could not be created",
+        cotpayCode=code,
+        order=view.model_dump(mode="json"),
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(EscrowClientError)
+    async def _client_error(_request: Request, exc: EscrowClientError) -> JSONResponse:
+        extra: dict[str, Any] = {}
+        if isinstance(exc, OrderConflict):
+            extra["fields"] = exc.fields
+        if isinstance(exc, InvalidState) and exc.view is not None:
+            extra["status"] = exc.view.status.value
+        return error_response(_STATUS_FOR.get(type(exc), 500), exc.code, exc.message, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {
+                "field": ".".join(str(part) for part in err.get("loc", ())),
+                "problem": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        return error_response(
+            422,
+            "invalid_request",
+            f"the request is not valid ({len(fields)} problem(s))",
+            fields=fields,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("gateway.internal_error", error_type=type(exc).__name__)
+        return error_response(500, "internal_error", "internal error")
+
+
+def create_app(
+    client: Client,
+    escrow: EscrowSettings,
+    cotpay: CotpaySettings,
+    *,
+    orders: EscrowClient | None = None,
+) -> FastAPI:
+    """The gateway app over a connected Temporal client (pydantic data converter)."""
+    orders = orders or EscrowClient(client)
+    ipn_key = merchant_key(cotpay)
+    ipn_secret = escrow.ipn_secret.get_secret_value()
+    api_keys = escrow.api_key_list()
+    if not api_keys:
+        log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
+
+    app = FastAPI(
+        title="cotpay-escrow gateway",
+        version="1",
+        description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
+    )
+    app.add_middleware(ApiKeyAuth, keys=api_keys)
+    app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
+    app.add_middleware(AccessLog)
+    _install_error_handlers(app)
+
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))],
+        responses=_ERRORS,
+    )
+
+    @v1.post(
+        "/orders",
+        status_code=201,
+        response_model=OrderView,
+        responses={200: {"model": OrderView, "description": "the order already existed"}},
+    )
+    async def create_order(body: CreateOrderBody) -> JSONResponse:
+        """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
+        result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
+        log.info(
+            "order.start",
+            order_ref=body.order_ref,
+            created=result.created,
+            status=result.view.status.value,
+        )
+        refusal = _refusal(result)
+        if refusal is not None:
+            raise refusal
+        response = _view(result.view, 201 if result.created else 200)
+        response.headers["location"] = f"/v1/orders/{body.order_ref}"
+        return response
+
+    @v1.get("/orders", response_model=dict[str, list[OrderSummary]])
+    async def list_orders(
+        status: EscrowStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        """Orders by ``EscrowStatus`` from Temporal visibility (operators: NEEDS_ATTENTION)."""
+        rows = await orders.list_orders(status, limit=limit)
+        return JSONResponse({"orders": [row.model_dump(mode="json") for row in rows]})
+
+    @v1.get("/orders/{order_ref}", response_model=OrderView)
+    async def get_order(order_ref: OrderRefPath) -> JSONResponse:
+        return _view(await orders.get_order(order_ref))
+
+    @v1.post("/orders/{order_ref}/delivered", response_model=OrderView)
+    async def delivered(
+        order_ref: OrderRefPath, body: DeliveryConfirmation | None = None
+    ) -> JSONResponse:
+        return _view(await orders.confirm_delivery(order_ref, body))
+
+    @v1.post("/orders/{order_ref}/dispute", response_model=OrderView)
+    async def dispute(order_ref: OrderRefPath, body: DisputeRequest | None = None) -> JSONResponse:
+        return _view(await orders.open_dispute(order_ref, body))
+
+    @v1.post("/orders/{order_ref}/cancel", response_model=OrderView)
+    async def cancel(order_ref: OrderRefPath, body: CancelRequest | None = None) -> JSONResponse:
+        return _view(await orders.cancel(order_ref, body))
+
+    @v1.post("/orders/{order_ref}/operator", response_model=OrderView)
+    async def operator(order_ref: OrderRefPath, body: OperatorAction) -> JSONResponse:
+        """Operator actions on a stuck order: retry, release, refund, cancel."""
+        log.info("order.operator_action", order_ref=order_ref, action=body.action)
+        return _view(await orders.operator_action(order_ref, body))
+
+    app.include_router(v1)
+
+    @app.post(
+        "/ipn/{order_ref}/{step}",
+        response_model=IpnAck,
+        responses={status: {"model": ErrorBody} for status in (400, 403, 404, 413, 503)},
+    )
+    async def ipn(order_ref: str, step: str, request: Request, sig: str = "") -> JSONResponse:
+        """Cotpay's callback for one order and step; 200 only once Temporal has the signal."""
+        if not verify_ipn_signature(ipn_secret, order_ref, step, sig):
+            log.warning("ipn.bad_signature", step=step if step in _STEPS else "?")
+            raise ApiError(403, "bad_signature", "the IPN signature does not match")
+        if step not in _STEPS or len(order_ref) > 64:
+            raise ApiError(404, "not_found", "no such IPN endpoint")
+        try:
+            body = read_ipn(request.headers, await request.body(), ipn_key)
+        except IpnRejected as exc:
+            log.warning("ipn.rejected", order_ref=order_ref, step=step, error=exc.code)
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        signal = IpnSignal(step=IpnStep(step), body=body, received_at=datetime.now(UTC))
+        fields = {
+            "order_ref": order_ref,
+            "step": step,
+            "ipn_status": body.status,
+            "ipn_code": body.code,
+            "id_order": body.idOrder,
+            "amount": body.amount,
+        }
+        try:
+            await orders.send_ipn(order_ref, signal)
+        except OrderClosed:
+            log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
+            return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
+        log.info("ipn.signalled", **fields)
+        return JSONResponse(IpnAck().model_dump(mode="json"))
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Liveness and Temporal reachability (no API key)."""
+        if await orders.healthy():
+            return JSONResponse({"status": "ok", "temporal": "up"})
+        return error_response(503, "temporal_unavailable", "Temporal is unreachable")
+
+    return app
+
+
+_STEPS = frozenset(s.value for s in IpnStep)
