@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
+AuthorizationHeader = Annotated[str | None, Header()]
 CodecFn = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 
 
@@ -94,15 +95,13 @@ def create_codec_app(codec: PayloadCodec, origin: str, token: str) -> FastAPI:
         if not _token_matches(given, token):
             raise HTTPException(status_code=403, detail="invalid_token")
 
-    Authorization = Annotated[str | None, Header()]
-
     @app.post("/encode")
-    async def encode(request: Request, authorization: Authorization = None) -> Response:
+    async def encode(request: Request, authorization: AuthorizationHeader = None) -> Response:
         check_header(authorization)
         return await apply(codec.encode, request)
 
     @app.post("/decode")
-    async def decode(request: Request, authorization: Authorization = None) -> Response:
+    async def decode(request: Request, authorization: AuthorizationHeader = None) -> Response:
         check_header(authorization)
         return await apply(codec.decode, request)
 
