@@ -181,6 +181,19 @@ async def _wait_http(child: ChildProcess, url: str, within: float) -> None:
     raise RuntimeError(f"{child.name} did not answer on {url} within {within:.0f}s")
 
 
+async def _wait_fresh(child: ChildProcess, path: Path, since: float, within: float) -> None:
+    """Until ``path`` was (re)written after ``since`` (the sandbox rewrites it on every start)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if child.returncode is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.returncode}")
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_mtime >= since:
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not write {path} within {within:.0f}s")
+
+
 class Stack:
     """The running parts, in start order; stopped in reverse order."""
 
@@ -224,9 +237,12 @@ class Stack:
                 "--db",
                 str(plan.data_dir / "sandbox.db"),
             )
+            started = time.time()
             await sandbox.start()
-            await _wait_http(sandbox, f"{plan.sandbox_url}/sandbox/ledger", READY_TIMEOUT_S)
-            plan.env.update(_read_env_file(plan.keys_dir / "credentials.env"))
+            await _wait_http(sandbox, f"{plan.sandbox_url}/sandbox/health", READY_TIMEOUT_S)
+            credentials = plan.keys_dir / "credentials.env"
+            await _wait_fresh(sandbox, credentials, started, READY_TIMEOUT_S)
+            plan.env.update(_read_env_file(credentials))
             plan.env["COTPAY_BASE_URL"] = plan.sandbox_url
         worker = self._python("worker", "-m", "worker")
         await worker.start()
