@@ -20,7 +20,7 @@ import structlog
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from starter.processes import ChildProcess, free_port
+from starter.processes import ChildProcess, free_port, port_in_use
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +124,7 @@ class DevServer:
             ),
             env=_server_env(),
             log_file=log_file,
+            discard_output=log_file is None,
         )
 
     @property
@@ -135,6 +136,8 @@ class DevServer:
         return f"http://{self.ip}:{self.ui_port}" if self.ui_port is not None else None
 
     async def start(self, ready_timeout: float = 30.0) -> None:
+        if port_in_use(self.ip, self.port):
+            raise DevServerError(f"cannot start the Temporal dev server: port {self.port} in use")
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         await self.child.start()

@@ -33,6 +33,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _die_with_parent() -> None:
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
@@ -50,12 +60,14 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         log_file: Path | None = None,
         cwd: Path | None = None,
+        discard_output: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = dict(env) if env is not None else None
         self.log_file = log_file
         self.cwd = cwd
+        self.discard_output = discard_output
         self.process: asyncio.subprocess.Process | None = None
         self._log_handle: IO[bytes] | None = None
 
@@ -70,7 +82,7 @@ class ChildProcess:
     async def start(self) -> None:
         if self.process is not None:
             raise RuntimeError(f"{self.name} already started")
-        output: int | IO[bytes] | None = None
+        output: int | IO[bytes] | None = asyncio.subprocess.DEVNULL if self.discard_output else None
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = self.log_file.open("ab")

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import structlog
 
 from cotpay.logs import configure_logging
 from starter.devserver import DevServer
-from starter.processes import ChildProcess
+from starter.processes import ChildProcess, port_in_use
 from workflows.models import PayoutRule
 
 log = structlog.get_logger(__name__)
@@ -137,16 +136,6 @@ def plan_from(args: argparse.Namespace, environ: dict[str, str]) -> StackPlan:
     return plan
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def _busy_ports(plan: StackPlan) -> list[str]:
     wanted: list[tuple[str, int]] = [("gateway", plan.gateway_port)]
     if plan.external_temporal is None:
@@ -155,7 +144,7 @@ def _busy_ports(plan: StackPlan) -> list[str]:
             wanted.append(("Temporal UI", plan.ui_port))
     if plan.external_cotpay is None:
         wanted.append(("sandbox", plan.sandbox_port))
-    return [f"{name} port {port}" for name, port in wanted if _port_in_use(plan.host, port)]
+    return [f"{name} port {port}" for name, port in wanted if port_in_use(plan.host, port)]
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
