@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
 from cotpay.client import CotpayClient
 from cotpay.models import CreateOrderRequest, PayMethod, VerifyOrderRequest
-from sandbox.testing import RunningSandbox
+from sandbox.testing import RunningSandbox, running_sandbox
 
 SELLER = "S0000001"
 BUYER = "0912345678"
@@ -43,3 +49,54 @@ async def held_order(
     r = await sb.admin.post(f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"})
     assert r.status_code == 200, r.text
     return id_order
+
+
+async def order_view(sb: RunningSandbox, id_order: int) -> dict[str, Any]:
+    r = await sb.admin.get(f"/sandbox/orders/{id_order}")
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+async def wait_ipns(
+    sb: RunningSandbox, id_order: int, count: int, *, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Wait until ``count`` IPN records of the order are delivered (or given up)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        ipns: list[dict[str, Any]] = (await order_view(sb, id_order))["ipns"]
+        done = [i for i in ipns if i["deliveredAt"] or i["gaveUp"]]
+        if len(done) >= count:
+            return ipns
+        assert asyncio.get_running_loop().time() < deadline, ipns
+        await asyncio.sleep(0.05)
+
+
+async def ledger_snapshot(sb: RunningSandbox) -> Any:
+    return (await sb.admin.get("/sandbox/ledger")).json()
+
+
+async def verified_order(sb: RunningSandbox, client: CotpayClient, ipn: str = IPN) -> int:
+    await make_users(sb)
+    created = await client.create_order(
+        CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=ipn)
+    )
+    assert created.order is not None
+    await client.verify_order(
+        VerifyOrderRequest(
+            idOrder=created.order.idOrder,
+            partnerId=SELLER,
+            buyerId=BUYER,
+            payMethod=PayMethod.PAYME,
+            ipnUrl=ipn,
+        )
+    )
+    return created.order.idOrder
+
+
+@asynccontextmanager
+async def sandbox_and_client(
+    keys_dir: Path, **kwargs: Any
+) -> AsyncIterator[tuple[RunningSandbox, CotpayClient]]:
+    async with running_sandbox(keys_dir, **kwargs) as sb, CotpayClient(sb.cotpay_settings()) as c:
+        yield sb, c
