@@ -58,7 +58,10 @@ class IpnBody(BaseModel):
     @field_validator("status")
     @classmethod
     def _upper(cls, value: str) -> str:
-        return value.strip().upper()
+        status = value.strip().upper()
+        if not status:
+            raise ValueError("status is blank")
+        return status
 
     @property
     def known(self) -> bool:
