@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.codec_cmd",
     "starter.run_cmd",
     "starter.demo_cmd",
+    "starter.gateway_cmd",
+    "starter.order_cmd",
+    "starter.ops_cmd",
 )
 
 

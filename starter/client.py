@@ -31,7 +31,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -64,6 +63,13 @@ from workflows.models import (
     PaymentInfo,
     workflow_id_for,
 )
+from workflows.search_attributes import (
+    COTPAY_ORDER_ID,
+    ESCROW_AMOUNT,
+    ESCROW_STATUS,
+    PAYOUT_NOT_BEFORE,
+)
+from workflows.summary import summary_for
 
 IDENTITY_FIELDS: frozenset[str] = frozenset(
     {"order_ref", "seller_id", "buyer_id", "amount", "description", "pay_method", "agent_id"}
@@ -98,12 +104,6 @@ class OrderSummary(Model):
     closed_at: datetime | None = None
 
 
-ESCROW_STATUS = SearchAttributeKey.for_keyword("EscrowStatus")
-ESCROW_AMOUNT = SearchAttributeKey.for_int("EscrowAmount")
-COTPAY_ORDER_ID = SearchAttributeKey.for_int("CotpayOrderId")
-PAYOUT_NOT_BEFORE = SearchAttributeKey.for_datetime("PayoutNotBefore")
-
-
 def start_search_attributes(order: OrderInput) -> TypedSearchAttributes:
     """Set at start so the order is findable at once; seller and buyer ids are left to the
     workflow, which may pseudonymize them."""
@@ -129,11 +129,6 @@ def order_summary(execution: WorkflowExecution) -> OrderSummary:
         started_at=execution.start_time,
         closed_at=execution.close_time,
     )
-
-
-def summary_for(order: OrderInput) -> str:
-    """The one-line static summary the Temporal UI shows for the order (no personal data)."""
-    return f"Escrow {order.order_ref}: {order.amount:,} VND by {order.pay_method.value}"
 
 
 def _coded(failure: BaseException | None, default: str) -> tuple[str, str]:
@@ -217,6 +212,11 @@ class EscrowClient:
             )
         except WorkflowAlreadyStartedError:
             pass
+        except RPCError as err:
+            if _unavailable(err):
+                raise TemporalUnavailable("Temporal is unreachable") from err
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
         except WorkflowUpdateFailedError:
             pass
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
@@ -224,10 +224,6 @@ class EscrowClient:
                 f"order {order.order_ref!r}: no payment data within {wait.total_seconds():g}s;"
                 " repeat the same request"
             ) from exc
-        except RPCError as err:
-            if _unavailable(err):
-                raise TemporalUnavailable("Temporal is unreachable") from err
-            raise
         created = False
         if existing is None:
             started = await self._started(order.order_ref)
