@@ -38,10 +38,17 @@ def _ret(id_order: int, partner: str = SELLER, buyer: str = BUYER) -> ReturnRequ
 
 
 async def test_sign_up_creates_linked_customer(sandbox: RunningSandbox, client: CotpayClient):
-    r = await client.sign_up(SignUpRequest(name="Lan", email="lan@example.vn", phone="0901234567"))
+    r = await client.sign_up(
+        SignUpRequest(name="Nguyễn Thị Lan", email="lan@example.vn", phone="0901234567")
+    )
     assert r.code == 10100 and r.data == "0901234567"
     user = (await sandbox.admin.get("/sandbox/users/0901234567")).json()
-    assert user == {"id": "0901234567", "name": "Lan", "walletLinked": True, "bankLinked": True}
+    assert user == {
+        "id": "0901234567",
+        "name": "Nguyễn Thị Lan",
+        "walletLinked": True,
+        "bankLinked": True,
+    }
 
 
 async def test_sign_up_duplicate_phone_is_10500_on_phone(client: CotpayClient):
