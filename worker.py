@@ -1,4 +1,105 @@
-"""Runs the Temporal worker: ``python worker.py``."""
+"""The Temporal worker of the escrow orders: ``python worker.py`` or ``cotpay-escrow worker``.
+
+Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``). The worker owns
+the Cotpay client (one pooled HTTP client for all activities) and closes it on shutdown; SIGINT
+and SIGTERM stop polling, let running activities finish (up to one HTTP timeout) and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import structlog
+from temporalio.worker import Worker
+
+from activities.cotpay_activities import CotpayActivities
+from cotpay.client import CotpayClient
+from cotpay.logs import configure_logging
+from cotpay.settings import CotpaySettings
+from starter.metrics import (
+    EscrowMetricsInterceptor,
+    MetricsSettings,
+    start_service_metrics_server,
+    temporal_runtime,
+)
+from starter.settings import EscrowSettings, TemporalSettings
+from starter.temporal_client import connect
+from starter.tracing import configure_tracing, shutdown_tracing
+from workflows.calls import START_TO_CLOSE
+from workflows.escrow import EscrowOrderWorkflow
+
+log = structlog.get_logger("worker")
+
+
+def check_timeouts(cotpay: CotpaySettings) -> None:
+    """Activity timeouts must outlast one HTTP call, or every slow answer becomes a retry."""
+    if cotpay.request_timeout >= START_TO_CLOSE.total_seconds():
+        raise ValueError(
+            f"COTPAY_CONNECT_TIMEOUT + COTPAY_READ_TIMEOUT = {cotpay.request_timeout:g}s must be"
+            f" below the activity start-to-close timeout ({START_TO_CLOSE.total_seconds():g}s)"
+        )
+
+
+async def run_worker(
+    temporal: TemporalSettings,
+    cotpay: CotpaySettings,
+    escrow: EscrowSettings,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one)."""
+    check_timeouts(cotpay)
+    stop = stop or asyncio.Event()
+    metrics = MetricsSettings()
+    start_service_metrics_server(metrics)
+    client = await connect(
+        temporal,
+        interceptors=configure_tracing("cotpay-escrow-worker"),
+        runtime=temporal_runtime(metrics.sdk_metrics_address),
+    )
+    async with CotpayClient(cotpay) as cotpay_client:
+        activities = CotpayActivities(
+            cotpay_client, public_url=escrow.public_url, ipn_secret=escrow.ipn_secret
+        )
+        worker = Worker(
+            client,
+            task_queue=temporal.task_queue,
+            workflows=[EscrowOrderWorkflow],
+            activities=activities.all(),
+            interceptors=[EscrowMetricsInterceptor()],
+            graceful_shutdown_timeout=timedelta(seconds=cotpay.request_timeout + 5),
+        )
+        async with worker:
+            log.info(
+                "worker.started",
+                address=temporal.address,
+                namespace=temporal.namespace,
+                task_queue=temporal.task_queue,
+                cotpay=cotpay.base_url,
+            )
+            await stop.wait()
+            log.info("worker.stopping")
+    shutdown_tracing()
+    log.info("worker.stopped")
+
+
+async def serve() -> None:
+    """Run the worker from environment settings until SIGINT or SIGTERM."""
+    escrow = EscrowSettings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(TemporalSettings(), CotpaySettings(), escrow, stop=stop)
+
+
+def main() -> int:
+    configure_logging(EscrowSettings().log_format)
+    asyncio.run(serve())
+    return 0
+
 
 if __name__ == "__main__":
-    raise SystemExit("the worker is not written yet")
+    raise SystemExit(main())

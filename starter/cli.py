@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.gateway_cmd",
     "starter.order_cmd",
     "starter.ops_cmd",
+    "starter.worker_cmd",
 )
 
 

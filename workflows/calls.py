@@ -1,0 +1,103 @@
+"""How the workflow calls the Cotpay activities: timeouts, retry policies, failure reading.
+
+``START_TO_CLOSE`` must exceed one HTTP call (``CotpaySettings.request_timeout``, 25 s by
+default); ``run_worker`` refuses to start when it does not. Temporal retries only what the code
+table calls transient (11800, transport); ``ApplicationError``s of the other Cotpay conditions
+are non-retryable and reach the workflow at once. ``schedule_to_close`` bounds the retries: when
+Cotpay stays unreachable that long, the order goes to NEEDS_ATTENTION (step kept for ``retry``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from activities.errors import INVALID_REQUEST
+from cotpay.codes import CODES, SUCCESS
+
+START_TO_CLOSE = timedelta(seconds=60)
+
+NON_RETRYABLE: tuple[str, ...] = (
+    *(info.name for info in CODES.values() if info.code != SUCCESS and not info.retryable),
+    "UnknownCode",
+    "Protocol",
+    INVALID_REQUEST,
+)
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=0,
+    non_retryable_error_types=list(NON_RETRYABLE),
+)
+
+# Conditions that end an order in FAILED while it is being created (DESIGN.md 3.2).
+FATAL_AT_CREATE = frozenset(
+    {"SellerNotFound", "BuyerNotFound", "ValidationFailed", INVALID_REQUEST}
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    activity: str
+    step: str
+    schedule_to_close: timedelta
+
+
+CUSTOMER_ID = Call("cotpay.customer_id", "customer_id", timedelta(minutes=10))
+SIGN_UP = Call("cotpay.sign_up", "sign_up", timedelta(minutes=10))
+CREATE_ORDER = Call("cotpay.create_order", "create", timedelta(minutes=10))
+VERIFY_ORDER = Call("cotpay.verify_order", "verify", timedelta(minutes=10))
+PAYMENT = Call("cotpay.payment", "payment", timedelta(hours=1))
+RETURN_REQUEST = Call("cotpay.return_request", "return", timedelta(hours=1))
+
+CREATION_STEPS = frozenset(c.step for c in (CUSTOMER_ID, SIGN_UP, CREATE_ORDER, VERIFY_ORDER))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an activity call did not succeed, as the order records it."""
+
+    step: str
+    type: str
+    code: int | None
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        code = f" ({self.code})" if self.code is not None else ""
+        return f"{self.step}: {self.type}{code}: {self.message}"
+
+
+def failure_of(call: Call, err: ActivityError) -> Failure:
+    cause = err.cause
+    if isinstance(cause, TimeoutError):
+        last = cause.cause
+        why = f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""
+        return Failure(
+            call.step,
+            "Timeout",
+            None,
+            f"no answer within {call.schedule_to_close} of retries{why}",
+        )
+    if isinstance(cause, ApplicationError):
+        detail: dict[str, Any] = {}
+        if cause.details and isinstance(cause.details[0], dict):
+            detail = cause.details[0]
+        code = detail.get("code")
+        data = detail.get("data")
+        return Failure(
+            call.step,
+            cause.type or "ApplicationError",
+            code if isinstance(code, int) else None,
+            str(detail.get("message") or cause.message),
+            data if isinstance(data, dict) else {},
+        )
+    message = str(cause) if cause is not None else err.message
+    return Failure(call.step, type(cause).__name__ if cause else "ActivityError", None, message)

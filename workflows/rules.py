@@ -1,0 +1,75 @@
+"""Which message is allowed in which state: the update validators, as pure functions.
+
+Each function raises ``ValueError("<stable_code>: <message>")`` when the message is not allowed,
+and returns True when the order is already where the message would take it (the update then
+returns the view unchanged: repeating a message is harmless), False when it should act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workflows.models import EscrowStatus, OperatorActionKind
+
+S = EscrowStatus
+
+
+@dataclass(frozen=True)
+class Facts:
+    status: EscrowStatus
+    money_held: bool
+    delivered: bool
+    payout_started: bool
+    attention_step: str | None
+
+
+def _refuse(code: str, message: str) -> ValueError:
+    return ValueError(f"{code}: {message}")
+
+
+def confirm_delivery(f: Facts) -> bool:
+    if f.delivered and f.status in (S.DELIVERED, S.PAYING_OUT, S.PAID_OUT):
+        return True
+    if f.status is S.HELD or (f.status is S.NEEDS_ATTENTION and f.attention_step == "delivery"):
+        return False
+    raise _refuse("invalid_state", f"cannot confirm delivery of an order in {f.status.value}")
+
+
+def open_dispute(f: Facts) -> bool:
+    if f.status in (S.RETURN_REQUESTED, S.REFUNDED):
+        return True
+    if f.status in (S.HELD, S.DELIVERED):
+        return False
+    if f.status is S.PAYING_OUT and not f.payout_started:
+        return False
+    if f.status is S.NEEDS_ATTENTION and f.attention_step == "delivery":
+        return False
+    if f.status in (S.CREATING, S.AWAITING_PAYMENT):
+        raise _refuse("not_held", "no money is held yet; cancel the order instead")
+    raise _refuse("invalid_state", f"cannot open a dispute on an order in {f.status.value}")
+
+
+def cancel(f: Facts) -> bool:
+    if f.status is S.CANCELLED:
+        return True
+    if f.status in (S.CREATING, S.AWAITING_PAYMENT) and not f.money_held:
+        return False
+    raise _refuse("invalid_state", f"cannot cancel an order in {f.status.value}")
+
+
+def operator_action(f: Facts, action: OperatorActionKind) -> bool:
+    if action == "release" and f.status in (S.PAYING_OUT, S.PAID_OUT):
+        return True
+    if action == "refund" and f.status in (S.RETURN_REQUESTED, S.REFUNDED):
+        return True
+    if action == "cancel" and f.status is S.CANCELLED:
+        return True
+    if f.status is not S.NEEDS_ATTENTION:
+        raise _refuse(
+            "invalid_state", f"{action}: the order is {f.status.value}, not NEEDS_ATTENTION"
+        )
+    if action in ("release", "refund") and not f.money_held:
+        raise _refuse("not_held", f"{action}: no money is held for this order")
+    if action == "cancel" and f.money_held:
+        raise _refuse("money_held", "cancel: money is held; use refund or release")
+    return False
