@@ -119,6 +119,10 @@ def create_app(state: SandboxState) -> FastAPI:
             422, "validation_error", "invalid request", errors=field_errors(exc.errors())
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        return error_response(422, "validation_error", "JSON nested too deeply")
+
     @app.exception_handler(AdminError)
     async def _admin_error(_request: Request, exc: AdminError) -> JSONResponse:
         return error_response(exc.status, exc.error, exc.message)
@@ -155,6 +159,8 @@ def create_app(state: SandboxState) -> FastAPI:
         except EnvelopeError as exc:
             log.warning("sandbox.bad_envelope", endpoint=name, reason=exc.reason)
             return error_response(400, "bad_envelope", exc.detail, reason=exc.reason)
+        except RecursionError:
+            return error_response(400, "bad_envelope", "JSON nested too deeply", reason="bad_json")
         if opened.path != endpoint.path and (state.envelope_mode == "encrypted" or opened.path):
             return error_response(
                 400,

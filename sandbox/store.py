@@ -113,6 +113,10 @@ class Store:
                 self._db.execute("ROLLBACK")
                 self._guards.add(entry.guard)
                 return False
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         self._guards.add(entry.guard)
         self.ledger.append(entry)
         self.orders[order.idOrder] = order
