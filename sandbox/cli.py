@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ipn-base-delay", type=float, default=0.5, help="seconds")
     parser.add_argument("--ipn-max-delay", type=float, default=60.0, help="seconds")
     parser.add_argument("--ipn-max-attempts", type=int, default=30)
+    parser.add_argument("--ipn-max-age", type=float, default=24 * 3600.0, help="seconds")
     parser.add_argument("--log-format", choices=["console", "json"], default="console")
     parser.set_defaults(func=run)
 
@@ -68,6 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
             base_delay=args.ipn_base_delay,
             max_delay=args.ipn_max_delay,
             max_attempts=args.ipn_max_attempts,
+            max_age=args.ipn_max_age,
         ),
     )
     stop = asyncio.Event()

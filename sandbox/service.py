@@ -209,13 +209,10 @@ class SandboxService:
         if missing is not None:
             return missing
         if request.orderCode is not None:
-            for existing in self.store.orders.values():
-                if (
-                    existing.partnerId == request.partnerId
-                    and existing.orderCode == request.orderCode
-                ):
-                    log.info("sandbox.create_order.duplicate", idOrder=existing.idOrder)
-                    return Reply(10400, "order", existing.wire())
+            existing = self.store.find_by_code(request.partnerId, request.orderCode)
+            if existing is not None:
+                log.info("sandbox.create_order.duplicate", idOrder=existing.idOrder)
+                return Reply(10400, "order", existing.wire())
         order = Order(
             idOrder=self.store.next_order_id(),
             partnerId=request.partnerId,

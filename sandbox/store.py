@@ -32,6 +32,8 @@ class Store:
         self.users: dict[str, User] = {}
         self.orders: dict[int, Order] = {}
         self.ledger: list[LedgerEntry] = []
+        self._by_order: dict[int, list[LedgerEntry]] = {}
+        self._by_code: dict[tuple[str, str], int] = {}
         self._guards: set[str] = set()
         self._next_id = FIRST_ORDER_ID
         self._db: sqlite3.Connection | None = None
@@ -48,12 +50,10 @@ class Store:
             user = User.model_validate_json(doc)
             self.users[user.id] = user
         for (doc,) in db.execute("SELECT doc FROM orders ORDER BY id_order"):
-            order = Order.model_validate_json(doc)
-            self.orders[order.idOrder] = order
+            self._index(Order.model_validate_json(doc))
         for (doc,) in db.execute("SELECT doc FROM ledger ORDER BY seq"):
             entry = LedgerEntry.model_validate_json(doc)
-            self.ledger.append(entry)
-            self._guards.add(entry.guard)
+            self._append(entry)
         self._db = db
 
     @property
@@ -82,8 +82,22 @@ class Store:
                 "INSERT OR REPLACE INTO users VALUES (?, ?)", (user.id, user.model_dump_json())
             )
 
-    def save_order(self, order: Order) -> None:
+    def _index(self, order: Order) -> None:
         self.orders[order.idOrder] = order
+        if order.orderCode is not None:
+            self._by_code[(order.partnerId, order.orderCode)] = order.idOrder
+
+    def _append(self, entry: LedgerEntry) -> None:
+        self.ledger.append(entry)
+        self._by_order.setdefault(entry.idOrder, []).append(entry)
+        self._guards.add(entry.guard)
+
+    def find_by_code(self, partner_id: str, order_code: str) -> Order | None:
+        id_order = self._by_code.get((partner_id, order_code))
+        return self.orders.get(id_order) if id_order is not None else None
+
+    def save_order(self, order: Order) -> None:
+        self._index(order)
         if self._db is not None:
             self._db.execute(
                 "INSERT OR REPLACE INTO orders VALUES (?, ?)",
@@ -117,10 +131,9 @@ class Store:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        self._guards.add(entry.guard)
-        self.ledger.append(entry)
-        self.orders[order.idOrder] = order
+        self._append(entry)
+        self._index(order)
         return True
 
     def entries_for(self, id_order: int) -> list[LedgerEntry]:
-        return [entry for entry in self.ledger if entry.idOrder == id_order]
+        return list(self._by_order.get(id_order, ()))
