@@ -40,6 +40,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--db", type=Path, default=None, help="SQLite file to persist state (default: memory)"
     )
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="base URL clients use (payment URLs, credentials.env); default: the bound address",
+    )
     parser.add_argument("--envelope", choices=["encrypted", "plain"], default="encrypted")
     parser.add_argument("--ipn-base-delay", type=float, default=0.5, help="seconds")
     parser.add_argument("--ipn-max-delay", type=float, default=60.0, help="seconds")
@@ -76,7 +81,10 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_state(state, host=args.host, port=args.port) as base_url:
+    async with serve_state(state, host=args.host, port=args.port) as bound_url:
+        if args.public_url:
+            state.base_url = args.public_url
+        base_url = state.base_url
         credentials = state.write_credentials()
         log.info(
             "sandbox.started",
@@ -86,7 +94,7 @@ async def serve(args: argparse.Namespace) -> None:
             db=str(args.db) if args.db else None,
             credentials_file=str(credentials),
         )
-        print(f"Cotpay sandbox on {base_url}", flush=True)
+        print(f"Cotpay sandbox on {bound_url}", flush=True)
         print(f"credentials: {credentials}  (source it or copy the COTPAY_* lines)", flush=True)
         await stop.wait()
         log.info("sandbox.stopping")

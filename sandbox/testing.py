@@ -26,6 +26,7 @@ from sandbox.state import EnvelopeMode, SandboxState
 from workflows.models import PayoutRule
 
 _START_TIMEOUT = 15.0
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 FAST_IPN = IpnPolicy(
     base_delay=0.05, max_delay=0.5, max_attempts=10, timeout=2.0, reorder_window=0.3
@@ -88,6 +89,7 @@ async def serve_state(
         await asyncio.sleep(0.01)
     sock = server.servers[0].sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
+    bound_host = _LOOPBACK_FOR.get(bound_host, bound_host)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     base_url = f"http://{shown}:{bound_port}"
     state.base_url = base_url

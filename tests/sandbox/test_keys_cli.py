@@ -96,6 +96,8 @@ async def test_cli_serves_until_interrupted(tmp_path: Path):
         str(tmp_path / "keys"),
         "--db",
         str(tmp_path / "sb.db"),
+        "--public-url",
+        "http://sandbox.internal:8090",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -107,6 +109,8 @@ async def test_cli_serves_until_interrupted(tmp_path: Path):
         base_url = line.split()[-1]
         creds = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         assert str(tmp_path / "keys" / "credentials.env") in creds
+        env = (tmp_path / "keys" / "credentials.env").read_text()
+        assert "COTPAY_BASE_URL=http://sandbox.internal:8090\n" in env
         async with httpx.AsyncClient(base_url=base_url) as http:
             health = (await http.get("/sandbox/health")).json()
         assert health["status"] == "ok" and health["persistent"] is True
