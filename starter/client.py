@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -145,6 +146,17 @@ def _unavailable(err: RPCError) -> bool:
     return err.status in _UNAVAILABLE
 
 
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """A client that cannot (re)connect raises RuntimeError: report Temporal as unavailable."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "connect" not in str(exc).lower():
+            raise
+        raise TemporalUnavailable("Temporal is unreachable") from exc
+
+
 class EscrowClient:
     """Typed access to escrow orders over a connected ``temporalio.client.Client``."""
 
@@ -202,14 +214,7 @@ class EscrowClient:
         )
         payment: PaymentInfo | None = None
         try:
-            payment = await asyncio.wait_for(
-                self._client.execute_update_with_start_workflow(
-                    "payment_info",
-                    start_workflow_operation=operation,
-                    result_type=PaymentInfo,
-                ),
-                timeout=wait.total_seconds(),
-            )
+            payment = await self._payment_info(operation, wait)
         except WorkflowAlreadyStartedError:
             pass
         except RPCError as err:
@@ -232,8 +237,22 @@ class EscrowClient:
             created = started[1] == token
             if not created:
                 self._check_same(started[0], order, fields)
-        view = await self.get_order(order.order_ref)
+        view = await self._get(order.order_ref)
         return StartResult(view, created, payment)
+
+    async def _payment_info(
+        self, operation: WithStartWorkflowOperation[Any, OrderView], wait: timedelta
+    ) -> PaymentInfo:
+        try:
+            return await asyncio.wait_for(
+                self._client.execute_update_with_start_workflow(
+                    "payment_info", start_workflow_operation=operation, result_type=PaymentInfo
+                ),
+                timeout=wait.total_seconds(),
+            )
+        except BaseException:
+            _consume_start_error(operation)
+            raise
 
     @staticmethod
     def _check_same(existing: OrderInput, order: OrderInput, fields: frozenset[str]) -> None:
@@ -276,10 +295,19 @@ class EscrowClient:
     # --- read ----------------------------------------------------------------------------
 
     async def get_order(self, order_ref: str) -> OrderView:
+        async with _reachable():
+            return await self._get(order_ref)
+
+    async def _get(self, order_ref: str) -> OrderView:
         try:
-            view = await self._handle(order_ref).query(
-                "status", result_type=OrderView, rpc_timeout=self._rpc_timeout
+            view = await asyncio.wait_for(
+                self._handle(order_ref).query(
+                    "status", result_type=OrderView, rpc_timeout=self._rpc_timeout
+                ),
+                timeout=self._rpc_timeout.total_seconds() + 1,
             )
+        except TimeoutError as err:
+            raise TemporalUnavailable(f"order {order_ref!r}: no answer in time") from err
         except RPCError as err:
             raise self._rpc_error(order_ref, err) from err
         except WorkflowQueryFailedError as err:
@@ -295,11 +323,13 @@ class EscrowClient:
             query += f' AND EscrowStatus = "{EscrowStatus(status).value}"'
         rows: list[OrderSummary] = []
         try:
-            execution: WorkflowExecution
-            async for execution in self._client.list_workflows(
-                query, limit=limit, rpc_timeout=self._rpc_timeout
-            ):
-                rows.append(order_summary(execution))
+            async with _reachable():
+                rows = [
+                    order_summary(execution)
+                    async for execution in self._client.list_workflows(
+                        query, limit=limit, rpc_timeout=self._rpc_timeout
+                    )
+                ]
         except RPCError as err:
             if _unavailable(err):
                 raise TemporalUnavailable("Temporal is unreachable") from err
@@ -319,7 +349,7 @@ class EscrowClient:
                 ),
                 timeout=within.total_seconds() + 1,
             )
-        except (RPCError, TimeoutError):
+        except (RPCError, TimeoutError, RuntimeError):
             return False
         return True
 
@@ -351,10 +381,16 @@ class EscrowClient:
         """
         if ipn.received_at is None:
             ipn = ipn.model_copy(update={"received_at": datetime.now(UTC)})
-        try:
-            await self._handle(order_ref).signal("ipn", ipn, rpc_timeout=self._rpc_timeout)
-        except RPCError as err:
-            raise await self._closed_or(order_ref, err) from err
+        async with _reachable():
+            try:
+                await asyncio.wait_for(
+                    self._handle(order_ref).signal("ipn", ipn, rpc_timeout=self._rpc_timeout),
+                    timeout=self._rpc_timeout.total_seconds(),
+                )
+            except TimeoutError as err:
+                raise TemporalUnavailable("Temporal did not take the signal in time") from err
+            except RPCError as err:
+                raise await self._closed_or(order_ref, err) from err
 
     async def _update(
         self,
@@ -363,6 +399,10 @@ class EscrowClient:
         arg: BaseModel,
         already: Any,
     ) -> OrderView:
+        async with _reachable():
+            return await self._execute(order_ref, name, arg, already)
+
+    async def _execute(self, order_ref: str, name: str, arg: BaseModel, already: Any) -> OrderView:
         try:
             result = await self._handle(order_ref).execute_update(
                 name, arg, result_type=OrderView, rpc_timeout=self._rpc_timeout
@@ -376,7 +416,7 @@ class EscrowClient:
             failure = await self._closed_or(order_ref, err)
             if not isinstance(failure, OrderClosed):
                 raise failure from err
-            view = await self.get_order(order_ref)
+            view = await self._get(order_ref)
             if already(view):
                 return view
             raise InvalidState(
@@ -405,6 +445,14 @@ class EscrowClient:
         if _unavailable(err):
             return TemporalUnavailable("Temporal is unreachable")
         return err
+
+
+def _consume_start_error(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The SDK also stores a failed start in the operation's handle future; read it so asyncio
+    does not log "Future exception was never retrieved" at garbage collection."""
+    future = getattr(operation, "_workflow_handle", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
 
 
 def _view(value: Any) -> OrderView:

@@ -1,0 +1,203 @@
+"""The gateway over a real time-skipping Temporal test server running the real workflow.
+
+Cotpay is faked at the activity boundary: functions registered under the real activity names
+(``cotpay.*``). A seller id starting with ``000`` is unknown to the fake Cotpay (10200).
+The gateway is served in-process through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.errors import application_error
+from activities.models import (
+    CallResult,
+    CreateOrderInput,
+    CreateOrderResult,
+    CustomerCheckInput,
+    OrderCallInput,
+    SignUpInput,
+    VerifyOrderInput,
+)
+from cotpay.codes import error_for
+from cotpay.envelope import generate_private_key, private_pem
+from cotpay.settings import CotpaySettings
+from starter.client import EscrowClient
+from starter.codec import escrow_data_converter
+from starter.gateway import create_app
+from starter.settings import EscrowSettings
+from workflows.escrow import EscrowOrderWorkflow
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+API_KEYS = ("gw-key-old", "gw-key-new")
+IPN_SECRET = "gateway-test-ipn-secret"
+MAX_BODY = 4096
+UNKNOWN_SELLER_PREFIX = "000"
+
+_order_ids = itertools.count(1000)
+
+
+@activity.defn(name="cotpay.customer_id")
+async def fake_customer_id(inp: CustomerCheckInput) -> CallResult:
+    if inp.seller_id.startswith(UNKNOWN_SELLER_PREFIX):
+        raise application_error(error_for(10200, "seller not found", endpoint="customerID"))
+    return CallResult(code=10100, message="ok")
+
+
+@activity.defn(name="cotpay.sign_up")
+async def fake_sign_up(inp: SignUpInput) -> CallResult:
+    return CallResult(code=10100, message="ok")
+
+
+@activity.defn(name="cotpay.create_order")
+async def fake_create_order(inp: CreateOrderInput) -> CreateOrderResult:
+    return CreateOrderResult(id_order=next(_order_ids))
+
+
+@activity.defn(name="cotpay.verify_order")
+async def fake_verify_order(inp: VerifyOrderInput) -> CallResult:
+    return CallResult(code=10100, message="ok", data=f"https://pay.example/{inp.id_order}")
+
+
+@activity.defn(name="cotpay.payment")
+async def fake_payment(inp: OrderCallInput) -> CallResult:
+    return CallResult(code=10100, message="ok")
+
+
+@activity.defn(name="cotpay.return_request")
+async def fake_return_request(inp: OrderCallInput) -> CallResult:
+    return CallResult(code=10100, message="ok")
+
+
+FAKE_ACTIVITIES: list[Callable[..., Any]] = [
+    fake_customer_id,
+    fake_sign_up,
+    fake_create_order,
+    fake_verify_order,
+    fake_payment,
+    fake_return_request,
+]
+
+
+@pytest.fixture(scope="session")
+async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server_bin),
+        data_converter=escrow_data_converter(),
+    )
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=environment.client.namespace,
+            search_attributes={
+                name: IndexedValueType.ValueType(kind.value)
+                for name, kind in SEARCH_ATTRIBUTES.items()
+            },
+        )
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"gateway-tests-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+async def worker(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Worker]:
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[EscrowOrderWorkflow],
+        activities=FAKE_ACTIVITIES,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def merchant_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gateway-keys") / "merchant_private.pem"
+    path.write_bytes(private_pem(generate_private_key()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def escrow_settings() -> EscrowSettings:
+    return EscrowSettings(
+        public_url="http://gateway.test",
+        ipn_secret=SecretStr(IPN_SECRET),
+        api_keys=",".join(API_KEYS),
+        max_body_bytes=MAX_BODY,
+    )
+
+
+@pytest.fixture(scope="session")
+def orders(env: WorkflowEnvironment, task_queue: str, worker: Worker) -> EscrowClient:
+    return EscrowClient(env.client, task_queue=task_queue)
+
+
+def gateway_client(
+    client: Client,
+    escrow: EscrowSettings,
+    cotpay: CotpaySettings,
+    orders: EscrowClient,
+    **headers: str,
+) -> httpx.AsyncClient:
+    app = create_app(client, escrow, cotpay, orders=orders)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://gateway.test",
+        headers=headers,
+        timeout=30.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def http(
+    env: WorkflowEnvironment,
+    escrow_settings: EscrowSettings,
+    merchant_key_file: Path,
+    orders: EscrowClient,
+) -> AsyncIterator[httpx.AsyncClient]:
+    cotpay = CotpaySettings(private_key_file=merchant_key_file)
+    async with gateway_client(
+        env.client,
+        escrow_settings,
+        cotpay,
+        orders,
+        authorization=f"Bearer {API_KEYS[1]}",
+    ) as client:
+        yield client
+
+
+def new_ref(prefix: str = "gw") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def order_body(ref: str | None = None, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "orderRef": ref or new_ref(),
+        "sellerId": "0911000001",
+        "buyerId": "0922000002",
+        "amount": 150_000,
+        "description": "Ao dai, size M",
+        "payMethod": "VIETQR",
+    }
+    body.update(overrides)
+    return body
