@@ -1,6 +1,8 @@
 """Which message is allowed in which state: the update validators, as pure functions.
 
-Each function raises ``ValueError("<stable_code>: <message>")`` when the message is not allowed,
+Each function raises ``Refused`` (a ``ValueError`` and a non-retryable ``ApplicationError`` whose
+message is ``"<stable_code>: <message>"`` and type the stable code, so the caller of the update
+sees exactly that text) when the message is not allowed,
 and returns True when the order is already where the message would take it (the update then
 returns the view unchanged: repeating a message is harmless), False when it should act.
 """
@@ -8,6 +10,8 @@ returns the view unchanged: repeating a message is harmless), False when it shou
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from temporalio.exceptions import ApplicationError
 
 from workflows.models import EscrowStatus, OperatorActionKind
 
@@ -23,8 +27,14 @@ class Facts:
     attention_step: str | None
 
 
-def _refuse(code: str, message: str) -> ValueError:
-    return ValueError(f"{code}: {message}")
+class Refused(ApplicationError, ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}", type=code, non_retryable=True)
+        self.code = code
+
+
+def _refuse(code: str, message: str) -> Refused:
+    return Refused(code, message)
 
 
 def confirm_delivery(f: Facts) -> bool:
