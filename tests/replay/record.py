@@ -1,0 +1,104 @@
+"""Regenerate the committed histories: ``.venv/bin/python -m tests.replay.record``.
+
+Runs the main paths of ``EscrowOrderWorkflow`` on the time-skipping test server (scripted
+Cotpay, as in ``tests/workflow``) and writes each finished history to ``histories/<path>.json``.
+Record new files for a new workflow shape; never regenerate the files of a released shape (they
+are what running orders look like), add the new ones beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from cotpay.ipn import IpnStep
+from starter.devserver import test_server_binary
+from tests.workflow.conftest import register_search_attributes
+from tests.workflow.fake_cotpay import FakeCotpay
+from tests.workflow.helpers import Order, Session, start, worker
+from workflows.escrow import EscrowOrderWorkflow
+from workflows.models import DeliveryConfirmation, DisputeRequest, EscrowStatus, OperatorAction
+
+HISTORIES = Path(__file__).parent / "histories"
+S = EscrowStatus
+
+
+async def happy_path(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-happy")
+    await order.handle.execute_update(EscrowOrderWorkflow.payment_info)
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+async def return_path(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-return")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-1")
+    return order
+
+
+async def expiry(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-expiry")
+    await order.until(S.AWAITING_PAYMENT)
+    await env.sleep(timedelta(days=1, minutes=1))
+    await order.until(S.EXPIRED)
+    return order
+
+
+async def attention_retry(env: WorkflowEnvironment, session: Session) -> Order:
+    session.fake.fail("payment", 10900)
+    order = await start(session, order_ref="replay-attention")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="retry", operator="ops")
+    )
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
+    "happy_path": happy_path,
+    "return_path": return_path,
+    "expiry": expiry,
+    "attention_retry": attention_retry,
+}
+
+
+async def record(names: list[str]) -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_binary()),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await register_search_attributes(env)
+        for name in names:
+            async with worker(env, FakeCotpay()) as session:
+                order = await PATHS[name](env, session)
+                await order.handle.result()
+                history = await order.handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n", encoding="utf-8")
+            print(f"wrote {HISTORIES / f'{name}.json'}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record(sys.argv[1:] or list(PATHS)))
