@@ -51,7 +51,9 @@ async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
     host = args.host or escrow.gateway_host
     port = args.port if args.port is not None else escrow.gateway_port
     log.info("gateway.start", host=host, port=port, temporal=temporal.address)
-    await serve_gateway(client, escrow, CotpaySettings(), host=host, port=port)
+    await serve_gateway(
+        client, escrow, CotpaySettings(), host=host, port=port, task_queue=temporal.task_queue
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,8 +16,10 @@ import uvicorn
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
+from starter.client import EscrowClient
 from starter.gateway import create_app
 from starter.settings import EscrowSettings
+from workflows.models import TASK_QUEUE
 
 START_TIMEOUT_S = 15.0
 
@@ -31,10 +33,16 @@ class _QuietServer(uvicorn.Server):
 
 
 def _config(
-    client: Client, escrow: EscrowSettings, cotpay: CotpaySettings, host: str, port: int
+    client: Client,
+    escrow: EscrowSettings,
+    cotpay: CotpaySettings,
+    host: str,
+    port: int,
+    task_queue: str,
 ) -> uvicorn.Config:
+    orders = EscrowClient(client, task_queue=task_queue)
     return uvicorn.Config(
-        create_app(client, escrow, cotpay),
+        create_app(client, escrow, cotpay, orders=orders),
         host=host,
         port=port,
         access_log=False,
@@ -45,10 +53,16 @@ def _config(
 
 
 async def serve_gateway(
-    client: Client, escrow: EscrowSettings, cotpay: CotpaySettings, *, host: str, port: int
+    client: Client,
+    escrow: EscrowSettings,
+    cotpay: CotpaySettings,
+    *,
+    host: str,
+    port: int,
+    task_queue: str = TASK_QUEUE,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
-    await uvicorn.Server(_config(client, escrow, cotpay, host, port)).serve()
+    await uvicorn.Server(_config(client, escrow, cotpay, host, port, task_queue)).serve()
 
 
 @asynccontextmanager
@@ -59,8 +73,9 @@ async def running_gateway(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    task_queue: str = TASK_QUEUE,
 ) -> AsyncIterator[str]:
-    server = _QuietServer(_config(client, escrow, cotpay, host, port))
+    server = _QuietServer(_config(client, escrow, cotpay, host, port, task_queue))
     task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT_S

@@ -42,8 +42,9 @@ _T = TypeVar("_T")
 async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
     from starter.temporal_client import connect
 
-    client = await connect(TemporalSettings())
-    return await action(EscrowClient(client))
+    settings = TemporalSettings()
+    client = await connect(settings)
+    return await action(EscrowClient(client, task_queue=settings.task_queue))
 
 
 def run_action(
@@ -87,7 +88,7 @@ def dump(model: BaseModel) -> Any:
 def when(value: datetime | None) -> str:
     if value is None:
         return "-"
-    return value.astimezone(VN).strftime("%Y-%m-%d %H:%M:%S +07")
+    return value.astimezone(VN).strftime("%Y-%m-%d %H:%M:%S ICT")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -130,7 +131,8 @@ def render_view(view: OrderView) -> str:
             [when(e.time), e.kind, e.status.value if e.status else "", e.detail]
             for e in view.timeline
         ]
-        lines += ["", "Timeline", table(["TIME", "EVENT", "STATUS", "DETAIL"], rows)]
+        timeline = table(["TIME", "EVENT", "STATUS", "DETAIL"], rows)
+        lines += ["", "Timeline", *("  " + line for line in timeline.splitlines())]
     return "\n".join(lines)
 
 
