@@ -95,7 +95,7 @@ class EscrowMessages:
         self._upsert()
 
     def _search_id(self, cotpay_id: str) -> str:
-        salt: str | None = getattr(self._o.inp, "search_salt", None)
+        salt = self._o.inp.search_salt
         return search_id_hex_salt(cotpay_id, salt) if salt else cotpay_id
 
     def _upsert(self) -> None:

@@ -98,6 +98,8 @@ class OrderInput(Model):
     payout_rule: PayoutRule = PayoutRule.T1_1600
     timers: OrderTimers = Field(default_factory=OrderTimers)
     auto_release: bool = False
+    # Hex salt of workflows.pseudonym (CodecSettings.search_salt_hex()); None: ids in clear.
+    search_salt: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")] | None = None
 
 
 class Attention(Model):

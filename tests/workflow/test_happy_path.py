@@ -6,10 +6,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
 from tests.workflow.fake_cotpay import PAYMENT_DATA, FakeCotpay
-from tests.workflow.helpers import start, statuses, worker
+from tests.workflow.helpers import BUYER, SELLER, start, statuses, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import DeliveryConfirmation, EscrowStatus
-from workflows.search_attributes import COTPAY_ORDER_ID, ESCROW_STATUS, PAYOUT_NOT_BEFORE
+from workflows.pseudonym import search_id_hex_salt
+from workflows.search_attributes import (
+    BUYER_ID,
+    COTPAY_ORDER_ID,
+    ESCROW_AMOUNT,
+    ESCROW_STATUS,
+    PAYOUT_NOT_BEFORE,
+    SELLER_ID,
+)
 
 S = EscrowStatus
 
@@ -59,3 +67,25 @@ async def test_happy_path(env: WorkflowEnvironment) -> None:
         ]
         assert result.timeline[0].kind == "started"
         assert [e.time for e in result.timeline] == sorted(e.time for e in result.timeline)
+
+
+async def test_search_attributes_and_details(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    salt = "ab" * 16
+    async with worker(env, fake) as session:
+        plain = await start(session)
+        hidden = await start(session, search_salt=salt)
+        for order in (plain, hidden):
+            await order.until(S.AWAITING_PAYMENT)
+        view = await plain.view()
+        assert view.waiting_for.startswith("Waiting for buyer payment since ")
+        assert "ICT (until " in view.waiting_for
+        plain_attrs = (await plain.handle.describe()).typed_search_attributes
+        assert plain_attrs.get(SELLER_ID) == SELLER
+        assert plain_attrs.get(BUYER_ID) == BUYER
+        assert plain_attrs.get(ESCROW_AMOUNT) == plain.inp.amount
+        assert plain_attrs.get(ESCROW_STATUS) == "AWAITING_PAYMENT"
+        hidden_attrs = (await hidden.handle.describe()).typed_search_attributes
+        assert hidden_attrs.get(SELLER_ID) == search_id_hex_salt(SELLER, salt)
+        assert hidden_attrs.get(BUYER_ID) == search_id_hex_salt(BUYER, salt)
+        assert BUYER not in str(hidden_attrs)
