@@ -12,16 +12,21 @@ outside replay, Cotpay calls by activity name and outcome code.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
 
 import prometheus_client
+import structlog
 from fastapi import FastAPI, Response
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -32,6 +37,8 @@ from temporalio.worker import (
 )
 
 from cotpay.codes import CotpayCodeError, CotpayProtocolError, CotpayTransportError
+
+log = structlog.get_logger(__name__)
 
 SUCCESS_CODE = "10100"
 ACTIVITY_PREFIX = "cotpay."
@@ -56,6 +63,12 @@ PAYOUT_DELAY = prometheus_client.Histogram(
     "Seconds between the earliest allowed payout (16:00 T+1 rule) and the actual payout",
     buckets=(60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400),
 )
+
+ORDERS_NEEDING_ATTENTION = prometheus_client.Gauge(
+    "escrow_orders_needs_attention",
+    "Running orders whose EscrowStatus is NEEDS_ATTENTION (from visibility, refreshed)",
+)
+ATTENTION_QUERY = 'EscrowStatus = "NEEDS_ATTENTION" AND ExecutionStatus = "Running"'
 
 
 class MetricsSettings(BaseSettings):
@@ -120,6 +133,26 @@ def record_final_status(
     ORDERS_FINISHED.labels(status=status).inc()
     if paid_out_at is not None and payout_not_before is not None:
         PAYOUT_DELAY.observe(max(0.0, (paid_out_at - payout_not_before).total_seconds()))
+
+
+async def refresh_attention_gauge(client: Client, query: str = ATTENTION_QUERY) -> int:
+    """Count stuck orders through visibility and publish the count; returns it."""
+    count = (await client.count_workflows(query)).count
+    ORDERS_NEEDING_ATTENTION.set(count)
+    return count
+
+
+async def attention_gauge_loop(
+    client: Client, stop: asyncio.Event, *, interval: float = 60.0
+) -> None:
+    """Refresh ``escrow_orders_needs_attention`` every ``interval`` seconds until ``stop``."""
+    while not stop.is_set():
+        try:
+            await refresh_attention_gauge(client)
+        except RPCError as exc:
+            log.warning("attention_gauge_failed", error=exc.message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 def outcome_code(exc: BaseException | None) -> str:

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pseudonym import search_id_hex_salt
 
 SELLER_ID = SearchAttributeKey.for_keyword("SellerId")
+ESCROW_STATUS = SearchAttributeKey.for_keyword("EscrowStatus")
 
 
 class ProbeInput(BaseModel):
@@ -21,6 +22,7 @@ class ProbeInput(BaseModel):
     buyer_email: str
     search_salt: str | None = None
     fail_with: str | None = None
+    hold: bool = False
 
 
 class ProbeView(BaseModel):
@@ -42,8 +44,19 @@ async def verify_order(inp: ProbeInput) -> str:
 
 @workflow.defn(name="ProductionProbe")
 class ProbeWorkflow:
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
     @workflow.run
     async def run(self, inp: ProbeInput) -> ProbeView:
+        if inp.hold:
+            workflow.upsert_search_attributes([ESCROW_STATUS.value_set("NEEDS_ATTENTION")])
+            await workflow.wait_condition(lambda: self.released)
+            workflow.upsert_search_attributes([ESCROW_STATUS.value_set("PAID_OUT")])
         seller = inp.seller_id
         if inp.search_salt is not None:
             seller = search_id_hex_salt(inp.seller_id, inp.search_salt)

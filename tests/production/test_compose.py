@@ -20,19 +20,13 @@ import jsonschema
 import pytest
 import yaml
 
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 BUILT = {"worker", "gateway", "codec-server", "sandbox"}
 ONE_SHOT = {"temporal-schema", "temporal-setup"}
-SEARCH_ATTRIBUTES = {
-    "EscrowStatus": "Keyword",
-    "CotpayOrderId": "Int",
-    "SellerId": "Keyword",
-    "BuyerId": "Keyword",
-    "EscrowAmount": "Int",
-    "PayoutNotBefore": "Datetime",
-}
 SECRET_NAMES = re.compile(r"(PASSWORD|PWD|TOKEN|SECRET|API_KEYS?|_KEYS)$")
 
 
@@ -187,7 +181,9 @@ def test_env_example_covers_every_interpolated_variable() -> None:
 def test_namespace_setup_registers_design_search_attributes() -> None:
     script = (ROOT / "deploy" / "temporal" / "setup-namespace.sh").read_text()
     registered = dict(re.findall(r"(\w+):(Keyword|Int|Datetime|Text|Bool|Double)\b", script))
-    assert registered == SEARCH_ATTRIBUTES
+    cli_type = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
+    assert registered == {name: cli_type[kind.name] for name, kind in SEARCH_ATTRIBUTES.items()}
+    assert set(registered) >= {"EscrowStatus", "SellerId", "BuyerId", "PayoutNotBefore"}
     schema = (ROOT / "deploy" / "temporal" / "setup-postgres.sh").read_text()
     for db in ("temporal", "temporal_visibility"):
         assert db in schema

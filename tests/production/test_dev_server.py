@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import prometheus_client
@@ -17,9 +18,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from starter.codec import CodecSettings, escrow_data_converter
-from starter.metrics import EscrowMetricsInterceptor, temporal_runtime
+from starter.metrics import (
+    ATTENTION_QUERY,
+    EscrowMetricsInterceptor,
+    refresh_attention_gauge,
+    temporal_runtime,
+)
 from tests.production.helpers import make_key
 from tests.production.probe_workflow import (
+    ESCROW_STATUS,
     SELLER_ID,
     ProbeInput,
     ProbeView,
@@ -58,7 +65,7 @@ async def env(sdk_metrics_address: str) -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(TEMPORAL),
         data_converter=escrow_data_converter(SETTINGS),
         runtime=temporal_runtime(sdk_metrics_address),
-        search_attributes=[SELLER_ID],
+        search_attributes=[SELLER_ID, ESCROW_STATUS],
     ) as environment:
         yield environment
 
@@ -88,7 +95,7 @@ async def raw_history(env: WorkflowEnvironment, workflow_id: str) -> str:
     return history.to_json()
 
 
-def probe_input(**extra: str) -> ProbeInput:
+def probe_input(**extra: Any) -> ProbeInput:
     return ProbeInput(
         seller_id=SELLER,
         buyer_name=BUYER_NAME,
@@ -135,7 +142,7 @@ async def test_failure_messages_are_encoded(env: WorkflowEnvironment) -> None:
     assert "Encoded failure" in history
     handle = env.client.get_workflow_handle(workflow_id)
     with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
+        await asyncio.wait_for(handle.result(), timeout=30)
     assert BUYER_EMAIL in str(info.value.cause)
 
 
@@ -151,3 +158,30 @@ async def test_metrics_after_orders_complete(
     async with httpx.AsyncClient(timeout=5) as http:
         sdk = (await http.get(f"http://{sdk_metrics_address}/metrics")).text
     assert "temporal_workflow_completed" in sdk or "temporal_request" in sdk
+
+
+async def test_attention_gauge_counts_running_stuck_orders(env: WorkflowEnvironment) -> None:
+    queue = f"prod-{uuid.uuid4()}"
+    workflow_id = f"probe-stuck-{uuid.uuid4()}"
+    query = f"{ATTENTION_QUERY} AND WorkflowId = '{workflow_id}'"
+    async with Worker(
+        env.client, task_queue=queue, workflows=[ProbeWorkflow], activities=[payment, verify_order]
+    ):
+        handle = await env.client.start_workflow(
+            ProbeWorkflow.run, probe_input(hold=True), id=workflow_id, task_queue=queue
+        )
+        counted = 0
+        for _ in range(50):
+            counted = await refresh_attention_gauge(env.client, query)
+            if counted:
+                break
+            await asyncio.sleep(0.1)
+        assert counted == 1
+        assert prometheus_client.REGISTRY.get_sample_value("escrow_orders_needs_attention") == 1
+        await handle.signal(ProbeWorkflow.release)
+        await asyncio.wait_for(handle.result(), timeout=30)
+    for _ in range(50):
+        if await refresh_attention_gauge(env.client, query) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert prometheus_client.REGISTRY.get_sample_value("escrow_orders_needs_attention") == 0
