@@ -42,7 +42,13 @@ from activities.models import (
     VerifyOrderInput,
 )
 from cotpay.client import CotpayClient
-from cotpay.codes import CotpayError, CotpayProtocolError, OrderCodeExists
+from cotpay.codes import (
+    CotpayCodeError,
+    CotpayError,
+    CotpayProtocolError,
+    ErrorKind,
+    OrderCodeExists,
+)
 from cotpay.ipn import IpnStep, ipn_url
 from cotpay.models import (
     CreateOrderRequest,
@@ -73,7 +79,7 @@ class CotpayActivities:
         try:
             result = await call
         except CotpayError as exc:
-            bound.warning("cotpay.activity.failed", error=exc.name, retryable=exc.retryable)
+            _log_failure(bound, exc)
             raise application_error(exc) from None
         bound.info("cotpay.activity.ok")
         return result
@@ -136,7 +142,7 @@ class CotpayActivities:
                 )
             raise application_error(exc) from None
         except CotpayError as exc:
-            log.warning("cotpay.activity.failed", endpoint="create-order", error=exc.name)
+            _log_failure(log.bind(endpoint="create-order", order_ref=inp.order_ref), exc)
             raise application_error(exc) from None
         if answer.order is None:
             raise application_error(
@@ -196,6 +202,14 @@ class CotpayActivities:
             self.payment,
             self.return_request,
         ]
+
+
+def _log_failure(bound: Any, exc: CotpayError) -> None:
+    """11400 (token refused) is a configuration error that stops every order: log it loudly."""
+    if isinstance(exc, CotpayCodeError) and exc.kind is ErrorKind.CONFIG:
+        bound.error("cotpay.config_error", error=exc.name, code=exc.code)
+    else:
+        bound.warning("cotpay.activity.failed", error=exc.name, retryable=exc.retryable)
 
 
 def _data_result(answer: DataResponse) -> CallResult:

@@ -290,6 +290,7 @@ class EscrowOrderWorkflow(EscrowMessages):
                 if await self._wait(self._left(S.PAYING_OUT), not_before):
                     return False
             o.payout_started = True
+            o.payout_called_at = workflow.now()
             if o.payout_outcome != "PAID_OUT":
                 o.payout_outcome = None
             self._waiting("Paying out to the seller", workflow.now())
@@ -325,6 +326,7 @@ class EscrowOrderWorkflow(EscrowMessages):
     async def _returning(self) -> bool:
         o = self._o
         if not o.return_called:
+            o.return_called_at = workflow.now()
             if o.return_outcome != "REFUNDED":
                 o.return_outcome = None
             self._waiting("Requesting a return", workflow.now())

@@ -81,6 +81,7 @@ class EscrowMessages:
         o.attention_from = o.status
         if data:
             self._event("evidence", reason, data)
+        workflow.logger.warning("order needs attention: %s (step %s)", reason, step)
         self._transition(S.NEEDS_ATTENTION, reason)
 
     def _waiting(

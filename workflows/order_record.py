@@ -2,14 +2,17 @@
 
 Plain deterministic code: every method takes the current time from the caller
 (``workflow.now()``). IPNs are deduplicated by (step, status, transactionId); a duplicate or a
-stale IPN changes nothing. Money outcomes are sticky: PAID_OUT beats a PAYOUT_FAILED that
-arrives later (or earlier, reordered), REFUNDED beats RETURN_REJECTED.
+stale IPN changes nothing. Stale: a PAYOUT_FAILED or RETURN_REJECTED dated more than
+``STALE_MARGIN`` before the latest call of its step answers an earlier call (the margin absorbs
+clock skew between Cotpay and us, erring towards an operator check, never a missed failure).
+Money outcomes are sticky: PAID_OUT beats a PAYOUT_FAILED that arrives later (or earlier,
+reordered), REFUNDED beats RETURN_REJECTED.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cotpay.ipn import KNOWN_STATUSES, IpnStatus
@@ -23,6 +26,8 @@ from workflows.models import (
     workflow_id_for,
 )
 from workflows.rules import Facts
+
+STALE_MARGIN = timedelta(minutes=10)
 
 
 @dataclass
@@ -45,6 +50,8 @@ class OrderRecord:
     payout_outcome: str | None = None
     return_outcome: str | None = None
     payout_started: bool = False
+    payout_called_at: datetime | None = None
+    return_called_at: datetime | None = None
     return_called: bool = False
     return_requested_at: datetime | None = None
     creation_settled: bool = False
@@ -115,8 +122,11 @@ class OrderRecord:
         if body.status not in KNOWN_STATUSES:
             self.event(now, "ipn_unknown", f"{sig.step.value} {body.status} (unknown)", data)
             return True
-        self.event(now, "ipn", f"{sig.step.value} {body.status}", data)
         status = IpnStatus(body.status)
+        if self._stale(status, body.time):
+            self.event(now, "ipn_stale", f"{sig.step.value} {body.status} (earlier call)", data)
+            return True
+        self.event(now, "ipn", f"{sig.step.value} {body.status}", data)
         if status is IpnStatus.HOLDING:
             if self.holding_at is None:
                 self.holding_at = _hold_time(sig, now)
@@ -125,6 +135,16 @@ class OrderRecord:
         elif status in (IpnStatus.REFUNDED, IpnStatus.RETURN_REJECTED):
             self.return_outcome = _sticky(self.return_outcome, status, IpnStatus.REFUNDED)
         return True
+
+    def _stale(self, status: IpnStatus, told: datetime | None) -> bool:
+        """A failure IPN dated before our latest call answers an earlier call: no effect."""
+        if told is None or told.tzinfo is None:
+            return False
+        if status is IpnStatus.PAYOUT_FAILED and self.payout_called_at is not None:
+            return told < self.payout_called_at - STALE_MARGIN
+        if status is IpnStatus.RETURN_REJECTED and self.return_called_at is not None:
+            return told < self.return_called_at - STALE_MARGIN
+        return False
 
     def view(self) -> OrderView:
         inp = self.inp

@@ -133,3 +133,27 @@ async def test_cancel_signal(env: WorkflowEnvironment) -> None:
         await order.until(S.AWAITING_PAYMENT)
         await order.handle.signal(EscrowOrderWorkflow.cancel_signal, CancelRequest())
         await order.until(S.CANCELLED)
+
+
+async def test_failure_ipn_of_an_earlier_call_is_stale(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    fake.fail("payment", 10800)
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.hold()
+        await order.handle.execute_update(
+            EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation()
+        )
+        await env.sleep(timedelta(days=2))
+        await order.until(S.NEEDS_ATTENTION)
+        first_call = fake.called("payment")[0].at
+        await env.sleep(timedelta(hours=1))
+        await order.handle.execute_update(
+            EscrowOrderWorkflow.operator_action, OperatorAction(action="retry")
+        )
+        await order.until(S.PAID_OUT)
+        await order.ipn("PAYOUT_FAILED", IpnStep.PAYMENT, tx="p-old", time=first_call)
+        view = await order.eventually(lambda v: "ipn_stale" in kinds(v))
+        assert view.status is S.PAID_OUT
+        await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="p-new")
+        assert (await order.handle.result()).status is S.PAID_OUT
