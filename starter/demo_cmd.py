@@ -2,16 +2,16 @@
 
 Talks HTTP only: the gateway (``/v1/orders``) for the shop's side and the sandbox admin API
 (``/sandbox/...``) for the buyer paying and the ledger check. With the ``t1-1600`` payout rule the
-payout is not allowed before 16:00 (Vietnam) the next day: the demo says so and, with
-``--shift-clock``, moves the sandbox clock past that instant and asks an operator ``release``
-(through Temporal) so the payout happens now; ``run --payout-rule immediate`` needs neither.
+payout is not allowed before 16:00 (Vietnam) the next day: the demo says so and stops, unless
+``--shift-clock`` sets the sandbox clock back a few days while the buyer pays, so the hold Cotpay
+reports (and the workflow counts from) lies before that instant and the payout follows at once;
+``run --payout-rule immediate`` needs neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import secrets
 import sys
@@ -19,15 +19,18 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
-from workflows.models import EscrowStatus, OperatorAction
+from workflows.models import EscrowStatus
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 DEFAULT_SANDBOX = "http://127.0.0.1:8090"
 DEFAULT_API_KEY = "dev-api-key"
 POLL_S = 0.5
+BACKDATE = timedelta(days=3)
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 PROGRESS_EVERY_S = 5.0
 
 
@@ -58,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--shift-clock",
         action="store_true",
-        help="t1-1600 rule: shift the sandbox clock past the payout instant and release now",
+        help="t1-1600 rule: back-date the payment in the sandbox so the payout happens now",
     )
     parser.set_defaults(func=_main)
 
@@ -165,22 +168,28 @@ _STOPPERS = {
 }
 
 
-async def _release_now(demo: Demo, order_ref: str, payout_not_before: datetime) -> None:
-    offset = int((payout_not_before - datetime.now(UTC)).total_seconds()) + 60
+async def _backdate_sandbox(demo: Demo) -> float:
+    """Set the sandbox clock back, so the hold it reports lies before the payout instant."""
+    clock = await demo._ok(await demo.sandbox.get("/sandbox/clock"), "sandbox clock")
+    previous = float(clock.get("offsetSeconds") or 0)
+    offset = int(previous - BACKDATE.total_seconds())
     await demo._ok(
-        await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": max(offset, 0)}),
+        await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": offset}),
         "shift sandbox clock",
     )
-    demo.out(f"  sandbox clock shifted by {offset}s (now past {payout_not_before.isoformat()})")
-    from starter.client import EscrowClient
-    from starter.settings import TemporalSettings
-
-    temporal_client = importlib.import_module("starter.temporal_client")
-    client = EscrowClient(await temporal_client.connect(TemporalSettings()))
-    await client.operator_action(
-        order_ref, OperatorAction(action="release", operator="demo", note="demo --shift-clock")
+    demo.out(
+        f"   --shift-clock: sandbox clock set back {BACKDATE.days} days, so the buyer pays "
+        "'in the past' and Cotpay's T+1 16:00 payout instant has already passed"
     )
-    demo.out("  operator release sent: the workflow pays out now")
+    return previous
+
+
+async def _restore_sandbox(demo: Demo, previous: float) -> None:
+    await demo._ok(
+        await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": int(previous)}),
+        "restore sandbox clock",
+    )
+    demo.out("   --shift-clock: sandbox clock restored")
 
 
 async def run_demo(
@@ -220,12 +229,17 @@ async def run_demo(
         if not isinstance(id_order, int):
             raise DemoError(f"no Cotpay order id (status {view.get('status')})")
 
-        await demo._ok(
-            await sandbox.post(f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"}),
-            "buyer pays",
-        )
-        out("3. buyer paid in the sandbox; waiting for the HOLDING IPN")
-        await demo.wait_for(order_ref, {EscrowStatus.HELD.value}, what="HELD")
+        previous = await _backdate_sandbox(demo) if shift_clock else None
+        try:
+            await demo._ok(
+                await sandbox.post(f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"}),
+                "buyer pays",
+            )
+            out("3. buyer paid in the sandbox; waiting for the HOLDING IPN")
+            await demo.wait_for(order_ref, {EscrowStatus.HELD.value}, what="HELD")
+        finally:
+            if previous is not None:
+                await _restore_sandbox(demo, previous)
 
         await demo._ok(
             await gateway.post(f"/v1/orders/{order_ref}/delivered", json={}), "delivered"
@@ -238,17 +252,16 @@ async def run_demo(
             when = datetime.fromisoformat(not_before)
             if when > datetime.now(UTC) + timedelta(seconds=step_timeout):
                 out(
-                    f"   Cotpay pays out not before {when.astimezone():%Y-%m-%d %H:%M %Z} "
-                    f"(rule {view.get('payoutRule')}: 16:00 Vietnam time, the day after the hold)"
+                    f"   Cotpay pays out not before {when.astimezone(VIETNAM):%Y-%m-%d %H:%M} "
+                    f"Vietnam time ({when.astimezone(UTC):%H:%M} UTC) "
+                    f"(rule {view.get('payoutRule')})"
                 )
-                if not shift_clock:
-                    out(
-                        "   The order now waits for that instant (see it in the Temporal UI). "
-                        "Re-run with --shift-clock, or use `cotpay-escrow run "
-                        "--payout-rule immediate` for a payout in seconds."
-                    )
-                    return 0
-                await _release_now(demo, order_ref, when)
+                out(
+                    "   The order now waits for that instant (see it in the Temporal UI). "
+                    "Re-run with --shift-clock, or use `cotpay-escrow run "
+                    "--payout-rule immediate` for a payout in seconds."
+                )
+                return 0
         await demo.wait_for(order_ref, {EscrowStatus.PAID_OUT.value}, what="PAID_OUT")
 
         payouts = await demo.payouts(id_order)

@@ -1,0 +1,158 @@
+"""`cotpay-escrow demo` against `cotpay-escrow run --payout-rule immediate`, both as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from sandbox.testing import RunningSandbox
+from starter.demo_cmd import run_demo
+from starter.processes import ChildProcess, free_port
+from starter.settings import TemporalSettings
+
+from .stack import API_KEY, Stack, stack_on
+
+pytestmark = pytest.mark.e2e
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_", "ESCROW_"))
+    }
+
+
+async def _wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            assert run.returncode is None, run.log_tail(40)
+            try:
+                healthy = (await http.get(f"{gateway}/healthz")).status_code == 200
+                if healthy and "cotpay-escrow demo" in run.log_tail(40):
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"`run` not ready within {within}s:\n{run.log_tail(40)}")
+
+
+async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
+    temporal, sandbox, gateway = free_port(), free_port(), free_port()
+    gateway_url = f"http://127.0.0.1:{gateway}"
+    sandbox_url = f"http://127.0.0.1:{sandbox}"
+    cli = [sys.executable, "-m", "starter.cli"]
+    run = ChildProcess(
+        "run",
+        [
+            *cli,
+            "run",
+            "--payout-rule",
+            "immediate",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--headless",
+            "--temporal-port",
+            str(temporal),
+            "--sandbox-port",
+            str(sandbox),
+            "--gateway-port",
+            str(gateway),
+        ],
+        env=_clean_env(),
+        log_file=tmp_path / "run.log",
+    )
+    await run.start()
+    try:
+        await _wait_ready(run, gateway_url, within=60)
+        demo = await asyncio.create_subprocess_exec(
+            *cli,
+            "demo",
+            "--gateway-url",
+            gateway_url,
+            "--sandbox-url",
+            sandbox_url,
+            "--timeout",
+            "30",
+            env=_clean_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(demo.communicate(), 120)
+        text = out.decode()
+        assert demo.returncode == 0, text
+        assert "PAID_OUT" in text
+        assert "exactly one payout" in text
+        assert run.returncode is None, "run keeps going after the demo"
+
+        assert run.process is not None
+        run.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(run.wait(), 60)
+        assert code == 0, run.log_tail(40)
+        assert (tmp_path / "data" / "temporal.db").exists()
+        assert (tmp_path / "data" / "keys" / "credentials.env").exists()
+    finally:
+        await run.stop(grace=30)
+
+
+async def test_demo_shift_clock_pays_out_under_t1_1600(
+    temporal_settings: TemporalSettings,
+    temporal_client: Client,
+    sandbox: RunningSandbox,
+    stack: Stack,
+) -> None:
+    """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
+    lines: list[str] = []
+    async with stack_on(
+        temporal_settings,
+        temporal_client,
+        sandbox,
+        in_process_worker=False,
+        payout_rule="t1-1600",
+    ) as t1:
+        code = await run_demo(
+            t1.gateway_url,
+            sandbox.base_url,
+            api_key=API_KEY,
+            step_timeout=30,
+            shift_clock=True,
+            out=lines.append,
+        )
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "payout rule t1-1600" in text
+    assert "sandbox clock restored" in text
+    assert "exactly one payout" in text
+    clock = (await sandbox.admin.get("/sandbox/clock")).json()
+    assert clock["offsetSeconds"] == 0
+
+
+async def test_demo_without_shift_clock_says_what_it_waits_for(
+    temporal_settings: TemporalSettings,
+    temporal_client: Client,
+    sandbox: RunningSandbox,
+    stack: Stack,
+) -> None:
+    """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
+    lines: list[str] = []
+    async with stack_on(
+        temporal_settings,
+        temporal_client,
+        sandbox,
+        in_process_worker=False,
+        payout_rule="t1-1600",
+    ) as t1:
+        code = await run_demo(
+            t1.gateway_url, sandbox.base_url, api_key=API_KEY, step_timeout=30, out=lines.append
+        )
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "pays out not before" in text and "16:00 Vietnam time" in text
+    assert "--shift-clock" in text

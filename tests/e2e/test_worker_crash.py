@@ -1,0 +1,57 @@
+"""A worker killed with SIGKILL mid-order: a new worker finishes it, with exactly one payout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sandbox.testing import RunningSandbox
+from starter.devserver import DevServer
+from starter.settings import TemporalSettings
+from starter.temporal_client import connect
+from workflows.models import EscrowStatus
+
+from .conftest import CRASH_NAMESPACE
+from .stack import escrow_settings, stack_on, worker_process
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_worker_killed_while_waiting_for_payout_finishes_once(
+    temporal_server: DevServer, sandbox: RunningSandbox, e2e_dir: Path
+) -> None:
+    settings = TemporalSettings(address=temporal_server.address, namespace=CRASH_NAMESPACE)
+    client = await connect(settings)
+    async with stack_on(settings, client, sandbox, in_process_worker=False) as stack:
+        escrow = escrow_settings(stack.gateway_url)
+        cotpay = sandbox.cotpay_settings()
+        first = worker_process(settings, cotpay, escrow, e2e_dir / "crash-worker-1.log")
+        second = worker_process(settings, cotpay, escrow, e2e_dir / "crash-worker-2.log")
+        await first.start()
+        try:
+            view = await stack.started("crash", timers={"inspectionPeriod": "PT5S"})
+            ref, id_order = view["orderRef"], view["cotpayOrderId"]
+            await stack.pay(id_order)
+            await stack.wait_status(ref, EscrowStatus.HELD)
+            r = await stack.http.post(f"/v1/orders/{ref}/delivered", json={})
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == EscrowStatus.DELIVERED
+            waiting = await stack.wait_for(ref, lambda v: bool(v.get("payoutNotBefore")))
+            assert waiting["status"] == EscrowStatus.DELIVERED
+            assert datetime.fromisoformat(waiting["payoutNotBefore"]) > datetime.now(UTC)
+
+            first.kill()
+            assert await first.wait() != 0
+            assert (await stack.ledger(id_order))["payouts"] == []
+
+            await second.start()
+            await stack.wait_status(ref, EscrowStatus.PAID_OUT, within=45)
+            assert second.returncode is None, second.log_tail()
+            entry = await stack.ledger(id_order)
+            assert len(entry["payouts"]) == 1
+            assert entry["refunds"] == []
+        finally:
+            await first.stop()
+            await second.stop(grace=20)
