@@ -8,7 +8,8 @@ Authentication: ``Authorization: Bearer <ESCROW_CODEC_TOKEN>`` (the ``temporal``
 with ``--codec-auth``). The browser UI cannot add a static header, so the same routes also live
 under ``/t/<token>/``; point ``TEMPORAL_CODEC_ENDPOINT`` (or ``--ui-codec-endpoint``) at
 ``ui_codec_endpoint(base_url, token)``. That URL is visible to anyone who can open the UI, which
-is the trust boundary anyway; CORS admits only the configured UI origin.
+is the trust boundary anyway; CORS admits only the configured UI origin, and a request that
+carries any other ``Origin`` is refused (403) before it is decoded.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def create_codec_app(codec: PayloadCodec, origin: str, token: str) -> FastAPI:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def apply(fn: CodecFn, request: Request) -> Response:
+        sender = request.headers.get("origin")
+        if sender is not None and sender != origin:
+            raise HTTPException(status_code=403, detail="origin_not_allowed")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             raise HTTPException(status_code=413, detail="payloads_too_large")

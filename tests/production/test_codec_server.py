@@ -105,6 +105,8 @@ async def test_foreign_origin_gets_no_cors_allow(http: httpx.AsyncClient) -> Non
     assert preflight.status_code >= 400
     direct = await http.post("/decode", content=body(PLAIN), headers={**auth(), "Origin": evil})
     assert "access-control-allow-origin" not in direct.headers
+    assert direct.status_code == 403
+    assert direct.json() == {"error": "origin_not_allowed"}
 
 
 async def test_garbage_and_undecryptable_bodies_are_400(http: httpx.AsyncClient) -> None:
