@@ -65,7 +65,7 @@ class EscrowOrderWorkflow(EscrowMessages):
         while (step := steps.get(self._o.status)) is not None:
             if await step():
                 break
-        self._waiting("Finished")
+        self._waiting(f"Finished: {self._o.status.value}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._o.view()
 

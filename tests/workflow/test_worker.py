@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from pathlib import Path
 
@@ -54,3 +57,36 @@ async def test_run_worker_serves_orders_and_stops(env: WorkflowEnvironment, tmp_
 def test_worker_refuses_http_timeouts_longer_than_the_activity_timeout() -> None:
     with pytest.raises(ValueError, match="start-to-close"):
         check_timeouts(CotpaySettings(connect_timeout=30, read_timeout=40))
+
+
+async def test_python_worker_py_stops_cleanly_on_sigterm(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "worker.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ESCROW_"))}
+    environ.update(
+        {
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": f"tq-{uuid.uuid4().hex}",
+            "COTPAY_ENVELOPE": "plain",
+            "ESCROW_LOG_FORMAT": "json",
+        }
+    )
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "worker.py"), cwd=root, env=environ, stderr=out
+        )
+        try:
+            for _ in range(300):
+                if b"worker.started" in log.read_bytes() or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert b"worker.started" in log.read_bytes(), log.read_text()
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert b"worker.stopped" in log.read_bytes()
