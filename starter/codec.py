@@ -35,6 +35,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from workflows.pseudonym import search_id_hex_salt
+
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
@@ -78,6 +80,11 @@ class CodecSettings(BaseSettings):
         if self.search_key is None or not self.search_key.get_secret_value():
             raise CodecError("ESCROW_PSEUDONYMIZE_SEARCH=true needs ESCROW_SEARCH_KEY")
         return search_salt(self.search_key.get_secret_value().encode("utf-8")).hex()
+
+    def search_value(self, cotpay_id: str) -> str:
+        """What ``SellerId``/``BuyerId`` hold for ``cotpay_id``: to search by phone number."""
+        salt = self.search_salt_hex()
+        return cotpay_id.strip() if salt is None else search_id_hex_salt(cotpay_id, salt)
 
 
 def search_salt(search_key: bytes) -> bytes:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from starter.codec import search_salt
+from starter.codec import CodecSettings, search_salt
 from workflows.pseudonym import search_id, search_id_hex_salt
 
 
@@ -32,3 +32,10 @@ def test_known_vector() -> None:
 def test_empty_key_refused() -> None:
     with pytest.raises(ValueError):
         search_id("0912345678", b"")
+
+
+def test_search_value_for_operators() -> None:
+    off = CodecSettings(ESCROW_PSEUDONYMIZE_SEARCH=False)
+    assert off.search_value(" 0912345678 ") == "0912345678"
+    on = CodecSettings(ESCROW_PSEUDONYMIZE_SEARCH=True, ESCROW_SEARCH_KEY="k")
+    assert on.search_value("0912345678") == search_id("0912345678", search_salt(b"k"))
