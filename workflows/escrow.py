@@ -376,6 +376,7 @@ class EscrowOrderWorkflow(EscrowMessages):
         step = o.attention.step if o.attention else None
         now = workflow.now()
         if step in calls.CREATION_STEPS:
+            o.creation_settled = False
             self._transition(S.CREATING, "operator retry")
         elif step == "payment":
             self._transition(S.PAYING_OUT, "operator retry")

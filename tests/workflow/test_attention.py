@@ -79,7 +79,10 @@ async def test_token_missing_is_loud_and_parks(env: WorkflowEnvironment) -> None
         await order.handle.execute_update(
             EscrowOrderWorkflow.operator_action, OperatorAction(action="retry")
         )
-        await order.until(S.AWAITING_PAYMENT)
+        info = await order.handle.execute_update(EscrowOrderWorkflow.payment_info)
+        assert info.status is S.AWAITING_PAYMENT
+        assert info.payment is not None
+        assert info.error is None
 
 
 @pytest.mark.parametrize(("code", "endpoint"), [(10200, "customer_id"), (10500, "create_order")])
