@@ -55,3 +55,42 @@ async def test_worker_killed_while_waiting_for_payout_finishes_once(
         finally:
             await first.stop()
             await second.stop(grace=20)
+
+
+async def test_worker_killed_mid_payout_pays_out_exactly_once(
+    temporal_server: DevServer, sandbox: RunningSandbox, e2e_dir: Path
+) -> None:
+    """The payout call is in flight (slow sandbox) when the worker dies; Cotpay completes it.
+    The retried call (after the activity timeout) or the PAID_OUT IPN must not pay twice."""
+    settings = TemporalSettings(address=temporal_server.address, namespace=CRASH_NAMESPACE)
+    client = await connect(settings)
+    async with stack_on(settings, client, sandbox, in_process_worker=False) as stack:
+        escrow = escrow_settings(stack.gateway_url)
+        cotpay = sandbox.cotpay_settings()
+        first = worker_process(settings, cotpay, escrow, e2e_dir / "midpay-worker-1.log")
+        second = worker_process(settings, cotpay, escrow, e2e_dir / "midpay-worker-2.log")
+        await first.start()
+        try:
+            view = await stack.started("midpay")
+            ref, id_order = view["orderRef"], view["cotpayOrderId"]
+            await stack.pay(id_order)
+            await stack.wait_status(ref, EscrowStatus.HELD)
+
+            slow = await stack.admin.put("/sandbox/faults", json={"latencyMs": 1500})
+            assert slow.status_code == 200, slow.text
+            r = await stack.http.post(f"/v1/orders/{ref}/delivered", json={})
+            assert r.status_code == 200, r.text
+            await stack.wait_status(ref, EscrowStatus.PAYING_OUT, within=10)
+            first.kill()
+            await first.wait()
+            await stack.admin.put("/sandbox/faults", json={})
+
+            await second.start()
+            await stack.wait_status(ref, EscrowStatus.PAID_OUT, within=90)
+            entry = await stack.ledger(id_order)
+            assert len(entry["payouts"]) == 1
+            assert entry["refunds"] == []
+        finally:
+            await stack.admin.put("/sandbox/faults", json={})
+            await first.stop()
+            await second.stop(grace=20)
