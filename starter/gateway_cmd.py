@@ -16,6 +16,7 @@ from temporalio.client import Client
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
 from starter.gateway_server import serve_gateway
+from starter.order_cmd import release_client
 from starter.settings import EscrowSettings, TemporalSettings
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -46,6 +47,13 @@ async def _connect(settings: TemporalSettings, timeout_s: float) -> Client:
 
 
 async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
+    try:
+        await _serve_with_client(args, escrow)
+    finally:
+        await release_client()
+
+
+async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -> None:
     temporal = TemporalSettings()
     client = await _connect(temporal, args.connect_timeout)
     host = args.host or escrow.gateway_host

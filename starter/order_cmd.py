@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,12 +40,26 @@ _T = TypeVar("_T")
 # --- running --------------------------------------------------------------------------------
 
 
-async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
+async def _act(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
     from starter.temporal_client import connect
 
     settings = TemporalSettings()
     client = await connect(settings)
     return await action(EscrowClient(client, task_queue=settings.task_queue))
+
+
+async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
+    try:
+        return await _act(action)
+    finally:
+        await release_client()
+
+
+async def release_client() -> None:
+    """Drop the Temporal client while the loop still runs: the SDK's native client, freed
+    during interpreter shutdown, can abort the process (PyGILState_Release) after the output."""
+    gc.collect()
+    await asyncio.sleep(0.05)
 
 
 def run_action(
