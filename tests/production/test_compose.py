@@ -234,6 +234,8 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    for secret in ("codec.keys", "cotpay_public.pem", "merchant_private.pem"):
+        (tmp_path / "deploy" / "secrets" / secret).write_text("placeholder\n")
     result = subprocess.run(
         [docker, "compose", "-f", str(tmp_path / "docker-compose.yml"), "config", "-q"],
         capture_output=True,
