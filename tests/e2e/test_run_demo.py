@@ -22,6 +22,8 @@ from .stack import API_KEY, Stack, stack_on
 
 pytestmark = pytest.mark.e2e
 
+CLI = [sys.executable, "-m", "starter.cli"]
+
 
 def _clean_env() -> dict[str, str]:
     return {
@@ -44,15 +46,12 @@ async def _wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
     raise AssertionError(f"`run` not ready within {within}s:\n{run.log_tail(40)}")
 
 
-async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
+def _run_process(tmp_path: Path) -> tuple[ChildProcess, str, str]:
     temporal, sandbox, gateway = free_port(), free_port(), free_port()
-    gateway_url = f"http://127.0.0.1:{gateway}"
-    sandbox_url = f"http://127.0.0.1:{sandbox}"
-    cli = [sys.executable, "-m", "starter.cli"]
     run = ChildProcess(
         "run",
         [
-            *cli,
+            *CLI,
             "run",
             "--payout-rule",
             "immediate",
@@ -69,11 +68,34 @@ async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
         env=_clean_env(),
         log_file=tmp_path / "run.log",
     )
+    return run, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{sandbox}"
+
+
+def _children(pid: int) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            found[int(child)] = cmdline.decode()
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status").read_text()
+    return "State:\tZ" not in status
+
+
+async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
+    run, gateway_url, sandbox_url = _run_process(tmp_path)
     await run.start()
     try:
         await _wait_ready(run, gateway_url, within=60)
         demo = await asyncio.create_subprocess_exec(
-            *cli,
+            *CLI,
             "demo",
             "--gateway-url",
             gateway_url,
@@ -98,6 +120,27 @@ async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
         assert code == 0, run.log_tail(40)
         assert (tmp_path / "data" / "temporal.db").exists()
         assert (tmp_path / "data" / "keys" / "credentials.env").exists()
+    finally:
+        await run.stop(grace=30)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+async def test_run_stops_everything_when_a_part_dies(tmp_path: Path) -> None:
+    run, gateway_url, _ = _run_process(tmp_path)
+    await run.start()
+    try:
+        await _wait_ready(run, gateway_url, within=60)
+        assert run.pid is not None
+        children = _children(run.pid)
+        workers = [pid for pid, cmd in children.items() if " -m worker" in cmd]
+        assert len(workers) == 1, children
+        assert len(children) == 4, children
+
+        os.kill(workers[0], signal.SIGKILL)
+        code = await asyncio.wait_for(run.wait(), 60)
+        assert code == 1, run.log_tail(40)
+        assert "part_exited" in run.log_tail(40)
+        assert not [pid for pid in children if _alive(pid)], "every part is stopped"
     finally:
         await run.stop(grace=30)
 
