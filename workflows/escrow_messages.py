@@ -1,11 +1,12 @@
 """The messages of ``EscrowOrderWorkflow``: IPN signal, updates (with validators), their
 fire-and-forget signal twins, the ``payment_info`` update and the ``status`` query.
 
-Temporal's Python SDK keeps signals and updates in one handler namespace per workflow, so the
-signal twins are named ``<update>_signal``. A signal cannot be refused: one that its validator
-would reject is recorded in the timeline (``signal_rejected``) and changes nothing else.
-Updates return the order view; repeating an update whose effect already happened returns the
-view without an error (``workflows/rules.py``).
+Each of ``confirm_delivery``, ``open_dispute``, ``cancel`` and ``operator_action`` is both an
+update and a signal of the same name (Temporal keeps signal and update names apart; the SDK
+registers both). ``<name>_signal`` are aliases of the signals. A signal cannot be refused: one
+that its validator would reject is recorded in the timeline (``signal_rejected``) and changes
+nothing else. Updates return the order view; repeating an update whose effect already happened
+returns the view without an error (``workflows/rules.py``).
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class EscrowMessages:
 
     # --- the same four as fire-and-forget signals --------------------------------------------
 
-    @workflow.signal(name="confirm_delivery_signal")
+    @workflow.signal(name="confirm_delivery")
     def confirm_delivery_signal(self, msg: DeliveryConfirmation) -> None:
         self._as_signal(
             "confirm_delivery",
@@ -242,7 +243,7 @@ class EscrowMessages:
             lambda: self._apply_delivery(msg),
         )
 
-    @workflow.signal(name="open_dispute_signal")
+    @workflow.signal(name="open_dispute")
     def open_dispute_signal(self, msg: DisputeRequest) -> None:
         self._as_signal(
             "open_dispute",
@@ -250,16 +251,34 @@ class EscrowMessages:
             lambda: self._apply_dispute(msg),
         )
 
-    @workflow.signal(name="cancel_signal")
+    @workflow.signal(name="cancel")
     def cancel_signal(self, msg: CancelRequest) -> None:
         self._as_signal(
             "cancel", lambda: rules.cancel(self._o.facts()), lambda: self._apply_cancel(msg)
         )
 
-    @workflow.signal(name="operator_action_signal")
+    @workflow.signal(name="operator_action")
     def operator_action_signal(self, msg: OperatorAction) -> None:
         self._as_signal(
             "operator_action",
             lambda: rules.operator_action(self._o.facts(), msg.action),
             lambda: self._apply_operator(msg),
         )
+
+    # Aliases under the names of the first contract (before same-name signals were confirmed).
+
+    @workflow.signal(name="confirm_delivery_signal")
+    def confirm_delivery_signal_alias(self, msg: DeliveryConfirmation) -> None:
+        self.confirm_delivery_signal(msg)
+
+    @workflow.signal(name="open_dispute_signal")
+    def open_dispute_signal_alias(self, msg: DisputeRequest) -> None:
+        self.open_dispute_signal(msg)
+
+    @workflow.signal(name="cancel_signal")
+    def cancel_signal_alias(self, msg: CancelRequest) -> None:
+        self.cancel_signal(msg)
+
+    @workflow.signal(name="operator_action_signal")
+    def operator_action_signal_alias(self, msg: OperatorAction) -> None:
+        self.operator_action_signal(msg)

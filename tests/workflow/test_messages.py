@@ -126,12 +126,15 @@ async def test_signal_twins(env: WorkflowEnvironment) -> None:
         assert (await order.handle.result()).status is S.REFUNDED
 
 
-async def test_cancel_signal(env: WorkflowEnvironment) -> None:
+@pytest.mark.parametrize("name", ["cancel", "cancel_signal"])
+async def test_cancel_signal_same_name_as_the_update_or_alias(
+    env: WorkflowEnvironment, name: str
+) -> None:
     fake = FakeCotpay()
     async with worker(env, fake) as session:
         order = await start(session)
         await order.until(S.AWAITING_PAYMENT)
-        await order.handle.signal(EscrowOrderWorkflow.cancel_signal, CancelRequest())
+        await order.handle.signal(name, CancelRequest(reason="by signal"))
         await order.until(S.CANCELLED)
 
 
