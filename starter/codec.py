@@ -50,7 +50,9 @@ class CodecError(ValueError):
 
 
 class CodecSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ESCROW_CODEC_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ESCROW_CODEC_", extra="ignore", populate_by_name=True
+    )
 
     keys: SecretStr | None = None
     keys_file: Path | None = None
