@@ -302,13 +302,18 @@ async def run_stack(plan: StackPlan) -> int:
         loop.add_signal_handler(sig, stop.set)
     stack = Stack(plan)
     try:
-        try:
-            await stack.start()
-        except Exception as exc:
-            log.error("stack_start_failed", error=str(exc))
-            return 1
-        if stop.is_set():
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
             return 0
+        if (error := starting.exception()) is not None:
+            log.error("stack_start_failed", error=str(error))
+            return 1
         print(banner(plan), flush=True)
         return await stack.supervise(stop)
     finally:

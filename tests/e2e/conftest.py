@@ -24,13 +24,6 @@ CRASH_NAMESPACE = "crash"
 OUTAGE_TOLERANT_IPN = IpnPolicy(base_delay=0.05, max_delay=1.0, max_attempts=200, timeout=10.0)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.e2e)
-
-
 @pytest.fixture(scope="session")
 def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e")
