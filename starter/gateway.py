@@ -47,6 +47,7 @@ from workflows.models import (
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_STEPS = frozenset(s.value for s in IpnStep)
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
 
 _STATUS_FOR: dict[type[EscrowClientError], int] = {
@@ -279,6 +280,3 @@ def create_app(
         return error_response(503, "temporal_unavailable", "Temporal is unreachable")
 
     return app
-
-
-_STEPS = frozenset(s.value for s in IpnStep)
