@@ -82,10 +82,10 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+def error_response(http_status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"error": code, "message": message}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=http_status)
 
 
 def _view(view: OrderView, status: int = 200) -> JSONResponse:

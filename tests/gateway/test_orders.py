@@ -154,3 +154,13 @@ async def test_openapi_lists_the_routes(http: httpx.AsyncClient) -> None:
         "/ipn/{order_ref}/{step}",
         "/healthz",
     } <= paths
+
+
+async def test_updates_on_a_finished_order_are_409_order_closed(http: httpx.AsyncClient) -> None:
+    body = order_body(sellerId="0007654321")
+    assert (await http.post("/v1/orders", json=body)).status_code == 422
+    for action in ("delivered", "dispute", "cancel"):
+        response = await http.post(f"/v1/orders/{body['orderRef']}/{action}")
+        assert response.status_code == 409, response.text
+        assert response.json()["error"] == "order_closed"
+        assert response.json()["status"] == "FAILED"
