@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -28,6 +29,7 @@ from workflows.models import EscrowStatus
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 DEFAULT_SANDBOX = "http://127.0.0.1:8090"
 DEFAULT_API_KEY = "dev-api-key"
+DEFAULT_UI = "http://127.0.0.1:8233"
 POLL_S = 0.5
 BACKDATE = timedelta(days=3)
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -53,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sandbox-url",
         default=os.environ.get("COTPAY_SANDBOX_URL", DEFAULT_SANDBOX),
         help=f"default: COTPAY_SANDBOX_URL or {DEFAULT_SANDBOX}",
+    )
+    parser.add_argument(
+        "--ui-url",
+        default=os.environ.get("TEMPORAL_UI_URL", DEFAULT_UI),
+        help=f"Temporal web UI, for the order's link (default: TEMPORAL_UI_URL or {DEFAULT_UI})",
     )
     parser.add_argument("--amount", type=int, default=150_000, help="VND, at least 30000")
     parser.add_argument(
@@ -200,6 +207,7 @@ async def run_demo(
     amount: int = 150_000,
     step_timeout: float = 60.0,
     shift_clock: bool = False,
+    ui_url: str | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -225,6 +233,10 @@ async def run_demo(
         )
         id_order = view.get("cotpayOrderId")
         out(f"2. order {order_ref} started: Cotpay order {id_order}, {amount:,} VND")
+        if ui_url:
+            workflow_id = quote(str(view.get("workflowId", "")), safe="")
+            namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+            out(f"   Temporal UI: {ui_url}/namespaces/{namespace}/workflows/{workflow_id}")
         demo.show(view)
         if not isinstance(id_order, int):
             raise DemoError(f"no Cotpay order id (status {view.get('status')})")
@@ -283,6 +295,7 @@ def _main(args: argparse.Namespace) -> int:
                 amount=args.amount,
                 step_timeout=args.timeout,
                 shift_clock=args.shift_clock,
+                ui_url=args.ui_url.rstrip("/"),
             )
         )
     except DemoError as exc:

@@ -285,12 +285,19 @@ def banner(plan: StackPlan) -> str:
         lines.append(f"  Cotpay sandbox   {plan.sandbox_url}  (payout rule {plan.payout_rule})")
     else:
         lines.append(f"  Cotpay           {plan.external_cotpay} (no sandbox started)")
+    if plan.external_temporal is None and plan.ui_port is not None:
+        lines.append(
+            '  Stuck orders     EscrowStatus="NEEDS_ATTENTION" in the UI, '
+            "or: cotpay-escrow ops list --status NEEDS_ATTENTION"
+        )
     lines.append(f"  Data             {plan.data_dir}")
     demo = "cotpay-escrow demo"
     if plan.gateway_port != 8000:
         demo += f" --gateway-url {plan.gateway_url}"
     if plan.external_cotpay is None and plan.sandbox_port != 8090:
         demo += f" --sandbox-url {plan.sandbox_url}"
+    if plan.external_temporal is None and plan.ui_port not in (None, 8233):
+        demo += f" --ui-url http://{plan.host}:{plan.ui_port}"
     lines += ["", f"Try:  {demo}", ""]
     return "\n".join(lines)
 
