@@ -18,7 +18,7 @@ from starter.demo_cmd import run_demo
 from starter.processes import ChildProcess, free_port
 from starter.settings import TemporalSettings
 
-from .stack import API_KEY, Stack, stack_on
+from .stack import API_KEY, Stack, cotpay_env, stack_on
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,9 @@ async def _wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
     raise AssertionError(f"`run` not ready within {within}s:\n{run.log_tail(40)}")
 
 
-def _run_process(tmp_path: Path) -> tuple[ChildProcess, str, str]:
+def _run_process(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[ChildProcess, str, str]:
     temporal, sandbox, gateway = free_port(), free_port(), free_port()
     run = ChildProcess(
         "run",
@@ -65,7 +67,7 @@ def _run_process(tmp_path: Path) -> tuple[ChildProcess, str, str]:
             "--gateway-port",
             str(gateway),
         ],
-        env=_clean_env(),
+        env={**_clean_env(), **(env or {})},
         log_file=tmp_path / "run.log",
     )
     return run, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{sandbox}"
@@ -89,29 +91,34 @@ def _alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
+async def _demo(gateway_url: str, sandbox_url: str) -> str:
+    demo = await asyncio.create_subprocess_exec(
+        *CLI,
+        "demo",
+        "--gateway-url",
+        gateway_url,
+        "--sandbox-url",
+        sandbox_url,
+        "--timeout",
+        "30",
+        env=_clean_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(demo.communicate(), 120)
+    text = out.decode()
+    assert demo.returncode == 0, text
+    assert "PAID_OUT" in text
+    assert "exactly one payout" in text
+    return text
+
+
 async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
     run, gateway_url, sandbox_url = _run_process(tmp_path)
     await run.start()
     try:
         await _wait_ready(run, gateway_url, within=60)
-        demo = await asyncio.create_subprocess_exec(
-            *CLI,
-            "demo",
-            "--gateway-url",
-            gateway_url,
-            "--sandbox-url",
-            sandbox_url,
-            "--timeout",
-            "30",
-            env=_clean_env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(demo.communicate(), 120)
-        text = out.decode()
-        assert demo.returncode == 0, text
-        assert "PAID_OUT" in text
-        assert "exactly one payout" in text
+        await _demo(gateway_url, sandbox_url)
         assert run.returncode is None, "run keeps going after the demo"
 
         assert run.process is not None
@@ -141,6 +148,25 @@ async def test_run_stops_everything_when_a_part_dies(tmp_path: Path) -> None:
         assert code == 1, run.log_tail(40)
         assert "part_exited" in run.log_tail(40)
         assert not [pid for pid in children if _alive(pid)], "every part is stopped"
+    finally:
+        await run.stop(grace=30)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+async def test_run_with_another_cotpay_starts_no_sandbox(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """``COTPAY_BASE_URL`` elsewhere (here: the session's sandbox, as if it were production)."""
+    run, gateway_url, _ = _run_process(tmp_path, cotpay_env(sandbox.cotpay_settings()))
+    await run.start()
+    try:
+        await _wait_ready(run, gateway_url, within=60)
+        assert run.pid is not None
+        children = _children(run.pid).values()
+        assert len(children) == 3, children
+        assert not [cmd for cmd in children if " sandbox " in cmd], children
+        assert "no sandbox started" in run.log_tail(40)
+        await _demo(gateway_url, sandbox.base_url)
     finally:
         await run.stop(grace=30)
 
