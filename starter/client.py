@@ -64,6 +64,7 @@ from workflows.models import (
     PaymentInfo,
     workflow_id_for,
 )
+from workflows.pseudonym import search_id_hex_salt
 from workflows.search_attributes import (
     COTPAY_ORDER_ID,
     ESCROW_AMOUNT,
@@ -82,6 +83,7 @@ DEFAULT_START_WAIT = timedelta(seconds=30)
 _UNAVAILABLE = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
+_COTPAY_ID = re.compile(r"^[A-Za-z0-9+_-]{1,10}$")
 _CODED = re.compile(r"^([a-z][a-z0-9_]{1,48}): (.+)$", re.DOTALL)
 
 
@@ -166,10 +168,14 @@ class EscrowClient:
         *,
         task_queue: str = TASK_QUEUE,
         rpc_timeout: timedelta = DEFAULT_RPC_TIMEOUT,
+        search_salt: str | None = None,
     ) -> None:
+        """``search_salt``: ``CodecSettings().search_salt_hex()`` when ``SellerId``/``BuyerId``
+        are pseudonymized; new orders carry it and seller/buyer filters are hashed with it."""
         self._client = client
         self._task_queue = task_queue
         self._rpc_timeout = rpc_timeout
+        self._search_salt = search_salt
 
     @property
     def temporal(self) -> Client:
@@ -196,6 +202,14 @@ class EscrowClient:
         fields = (
             frozenset(compare) if compare is not None else IDENTITY_FIELDS | order.model_fields_set
         )
+        if order.search_salt is None and self._search_salt is not None:
+            order = order.model_copy(update={"search_salt": self._search_salt})
+        async with _reachable():
+            return await self._start(order, fields, wait)
+
+    async def _start(
+        self, order: OrderInput, fields: frozenset[str], wait: timedelta
+    ) -> StartResult:
         existing = await self._started(order.order_ref)
         if existing is not None:
             self._check_same(existing[0], order, fields)
@@ -315,12 +329,21 @@ class EscrowClient:
         return _view(view)
 
     async def list_orders(
-        self, status: EscrowStatus | None = None, *, limit: int = 100
+        self,
+        status: EscrowStatus | None = None,
+        *,
+        seller_id: str | None = None,
+        buyer_id: str | None = None,
+        limit: int = 100,
     ) -> list[OrderSummary]:
-        """Orders from visibility, newest first; ``status`` filters on ``EscrowStatus``."""
+        """Orders from visibility, newest first, filtered on ``EscrowStatus``, ``SellerId``,
+        ``BuyerId``. Raises ValueError for an id that is not a Cotpay id."""
         query = f'WorkflowType = "{WORKFLOW_TYPE}"'
         if status is not None:
             query += f' AND EscrowStatus = "{EscrowStatus(status).value}"'
+        for attribute, cotpay_id in (("SellerId", seller_id), ("BuyerId", buyer_id)):
+            if cotpay_id is not None:
+                query += f' AND {attribute} = "{self._search_value(cotpay_id)}"'
         rows: list[OrderSummary] = []
         try:
             async with _reachable():
@@ -339,6 +362,13 @@ class EscrowClient:
                 ) from err
             raise
         return rows
+
+    def _search_value(self, cotpay_id: str) -> str:
+        if not _COTPAY_ID.match(cotpay_id):
+            raise ValueError("a Cotpay id is 1-10 letters, digits, '+', '_' or '-'")
+        if self._search_salt is None:
+            return cotpay_id
+        return search_id_hex_salt(cotpay_id, self._search_salt)
 
     async def healthy(self, within: timedelta = timedelta(seconds=3)) -> bool:
         """Whether Temporal answers a cheap RPC within ``within``."""

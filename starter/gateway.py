@@ -47,6 +47,7 @@ from workflows.models import (
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+COTPAY_ID_PATTERN = r"^[A-Za-z0-9+_-]{1,10}$"
 _STEPS = frozenset(s.value for s in IpnStep)
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
 
@@ -206,10 +207,12 @@ def create_app(
     @v1.get("/orders", response_model=dict[str, list[OrderSummary]])
     async def list_orders(
         status: EscrowStatus | None = None,
+        seller_id: Annotated[str | None, Query(alias="sellerId", pattern=COTPAY_ID_PATTERN)] = None,
+        buyer_id: Annotated[str | None, Query(alias="buyerId", pattern=COTPAY_ID_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
-        """Orders by ``EscrowStatus`` from Temporal visibility (operators: NEEDS_ATTENTION)."""
-        rows = await orders.list_orders(status, limit=limit)
+        """Orders by ``EscrowStatus``, seller or buyer, from Temporal visibility."""
+        rows = await orders.list_orders(status, seller_id=seller_id, buyer_id=buyer_id, limit=limit)
         return JSONResponse({"orders": [row.model_dump(mode="json") for row in rows]})
 
     @v1.get("/orders/{order_ref}", response_model=OrderView)

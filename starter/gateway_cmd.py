@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
+from starter.codec import CodecError, CodecSettings
 from starter.gateway_server import serve_gateway
 from starter.order_cmd import release_client
 from starter.settings import EscrowSettings, TemporalSettings
@@ -60,7 +61,13 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
     port = args.port if args.port is not None else escrow.gateway_port
     log.info("gateway.start", host=host, port=port, temporal=temporal.address)
     await serve_gateway(
-        client, escrow, CotpaySettings(), host=host, port=port, task_queue=temporal.task_queue
+        client,
+        escrow,
+        CotpaySettings(),
+        host=host,
+        port=port,
+        task_queue=temporal.task_queue,
+        search_salt=CodecSettings().search_salt_hex(),
     )
 
 
@@ -69,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(escrow.log_format)
     try:
         asyncio.run(_serve(args, escrow))
-    except RuntimeError as exc:
+    except (RuntimeError, CodecError) as exc:
         log.error("gateway.failed", error=str(exc)[:300])
         return 1
     except KeyboardInterrupt:

@@ -39,8 +39,9 @@ def _config(
     host: str,
     port: int,
     task_queue: str,
+    search_salt: str | None,
 ) -> uvicorn.Config:
-    orders = EscrowClient(client, task_queue=task_queue)
+    orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
         create_app(client, escrow, cotpay, orders=orders),
         host=host,
@@ -60,9 +61,11 @@ async def serve_gateway(
     host: str,
     port: int,
     task_queue: str = TASK_QUEUE,
+    search_salt: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
-    await uvicorn.Server(_config(client, escrow, cotpay, host, port, task_queue)).serve()
+    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
+    await uvicorn.Server(config).serve()
 
 
 @asynccontextmanager
@@ -74,8 +77,9 @@ async def running_gateway(
     host: str = "127.0.0.1",
     port: int = 0,
     task_queue: str = TASK_QUEUE,
+    search_salt: str | None = None,
 ) -> AsyncIterator[str]:
-    server = _QuietServer(_config(client, escrow, cotpay, host, port, task_queue))
+    server = _QuietServer(_config(client, escrow, cotpay, host, port, task_queue, search_salt))
     task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT_S

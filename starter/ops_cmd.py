@@ -13,7 +13,7 @@ import getpass
 from typing import Any
 
 from starter.client import EscrowClient, OrderSummary
-from starter.order_cmd import dump, render_view, run_action, table, when
+from starter.order_cmd import dump, fail, render_view, run_action, table, when
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
 
@@ -43,9 +43,14 @@ def _list(args: argparse.Namespace) -> int:
     status = EscrowStatus(args.status) if args.status else None
 
     async def action(client: EscrowClient) -> list[OrderSummary]:
-        return await client.list_orders(status, limit=args.limit)
+        return await client.list_orders(
+            status, seller_id=args.seller, buyer_id=args.buyer, limit=args.limit
+        )
 
-    return run_action(args, action, render_list, list_json)
+    try:
+        return run_action(args, action, render_list, list_json)
+    except ValueError as exc:
+        return fail(args, "invalid_request", str(exc))
 
 
 def _login_name() -> str:
@@ -78,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument(
         "--status", choices=[s.value for s in EscrowStatus], help="e.g. NEEDS_ATTENTION"
     )
+    listing.add_argument("--seller", default=None, help="only this seller's orders (Cotpay id)")
+    listing.add_argument("--buyer", default=None, help="only this buyer's orders (Cotpay id)")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(func=_list)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from cotpay.models import PayMethod
 from starter.client import EscrowClient, StartResult
+from starter.codec import CodecError, CodecSettings
 from starter.errors import EscrowClientError
 from starter.gateway_models import CreateOrderBody
 from starter.settings import EscrowSettings, TemporalSettings
@@ -45,7 +46,10 @@ async def _act(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
 
     settings = TemporalSettings()
     client = await connect(settings)
-    return await action(EscrowClient(client, task_queue=settings.task_queue))
+    orders = EscrowClient(
+        client, task_queue=settings.task_queue, search_salt=CodecSettings().search_salt_hex()
+    )
+    return await action(orders)
 
 
 async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
@@ -74,6 +78,8 @@ def run_action(
         result = asyncio.run(_with_client(action))
     except EscrowClientError as exc:
         return fail(args, exc.code, exc.message)
+    except CodecError as exc:
+        return fail(args, "config_error", str(exc))
     except RuntimeError as exc:
         if "connect" not in str(exc).lower():
             raise

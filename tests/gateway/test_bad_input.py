@@ -193,3 +193,13 @@ async def test_bad_update_bodies_are_422(http: httpx.AsyncClient) -> None:
     assert response.status_code == 422
     response = await http.post(f"/v1/orders/{new_ref()}/delivered", json={"when": "now"})
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"status": "SHIPPED"}, {"sellerId": 'x" OR "1"="1'}, {"buyerId": ""}, {"limit": 0}],
+)
+async def test_bad_list_parameters_are_422(http: httpx.AsyncClient, params: dict[str, Any]) -> None:
+    response = await http.get("/v1/orders", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"

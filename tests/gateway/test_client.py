@@ -10,9 +10,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnBody, IpnStep
 from starter.client import EscrowClient
-from starter.errors import OrderClosed, OrderConflict, OrderNotFound, StartTimeout
+from starter.errors import (
+    OrderClosed,
+    OrderConflict,
+    OrderNotFound,
+    StartTimeout,
+    VisibilityUnavailable,
+)
 from tests.gateway.conftest import new_ref
-from workflows.models import IpnSignal, OrderInput
+from workflows.models import EscrowStatus, IpnSignal, OrderInput
+from workflows.pseudonym import search_id_hex_salt
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,3 +81,22 @@ async def test_signals_to_unknown_and_finished_orders(orders: EscrowClient) -> N
         await orders.send_ipn(failed.view.order_ref, ipn)
     with pytest.raises(OrderNotFound):
         await orders.get_order(new_ref())
+
+
+async def test_search_salt_goes_into_new_orders_and_filters(
+    env: WorkflowEnvironment, task_queue: str, orders: EscrowClient
+) -> None:
+    salt = "0f" * 16
+    salted = EscrowClient(env.client, task_queue=task_queue, search_salt=salt)
+    placed = order()
+    result = await salted.start_order(placed)
+    assert result.created is True
+    started = await salted._started(placed.order_ref)
+    assert started is not None and started[0].search_salt == salt
+    assert (await salted.start_order(placed)).created is False
+    assert salted._search_value("0911000001") == search_id_hex_salt("0911000001", salt)
+    assert orders._search_value("0911000001") == "0911000001"
+    with pytest.raises(ValueError):
+        await salted.list_orders(seller_id='x" OR "1"="1')
+    with pytest.raises(VisibilityUnavailable):
+        await salted.list_orders(EscrowStatus.HELD, seller_id="0911000001")
