@@ -36,6 +36,19 @@ VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 PROGRESS_EVERY_S = 5.0
 
 
+# Statuses the demo's order should never reach: waiting on would be pointless.
+STOPPERS = frozenset(
+    s.value
+    for s in (
+        EscrowStatus.FAILED,
+        EscrowStatus.EXPIRED,
+        EscrowStatus.CANCELLED,
+        EscrowStatus.REFUNDED,
+        EscrowStatus.NEEDS_ATTENTION,
+    )
+)
+
+
 class DemoError(RuntimeError):
     pass
 
@@ -106,9 +119,8 @@ class Demo:
         self.timeout = timeout
         self.out = out
         self.seen_events = 0
-        self.last_status: str | None = None
 
-    async def _ok(self, response: httpx.Response, what: str) -> dict[str, Any]:
+    async def ok(self, response: httpx.Response, what: str) -> dict[str, Any]:
         if response.status_code >= 400:
             raise DemoError(f"{what}: HTTP {response.status_code} {response.text[:300]}")
         body: dict[str, Any] = response.json() if response.content else {}
@@ -116,13 +128,13 @@ class Demo:
 
     async def create_user(self, user_id: str, name: str) -> None:
         body = {"name": name, "walletLinked": True, "bankLinked": True}
-        await self._ok(await self.sandbox.put(f"/sandbox/users/{user_id}", json=body), name)
+        await self.ok(await self.sandbox.put(f"/sandbox/users/{user_id}", json=body), name)
 
     async def start_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        return await self._ok(await self.gateway.post("/v1/orders", json=order), "start order")
+        return await self.ok(await self.gateway.post("/v1/orders", json=order), "start order")
 
     async def view(self, order_ref: str) -> dict[str, Any]:
-        return await self._ok(await self.gateway.get(f"/v1/orders/{order_ref}"), "order status")
+        return await self.ok(await self.gateway.get(f"/v1/orders/{order_ref}"), "order status")
 
     def show(self, view: dict[str, Any]) -> None:
         timeline: list[dict[str, Any]] = view.get("timeline") or []
@@ -132,7 +144,6 @@ class Demo:
             line = f"  {_at(event.get('time'))}  {event.get('kind', ''):<20} {status:<17} {detail}"
             self.out(line.rstrip())
         self.seen_events = len(timeline)
-        self.last_status = view.get("status")
 
     async def wait_for(self, order_ref: str, targets: set[str], *, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
@@ -143,8 +154,12 @@ class Demo:
             self.show(view)
             if view.get("status") in targets:
                 return view
-            if view.get("status") in {s.value for s in _STOPPERS} - targets:
-                raise DemoError(f"order ended in {view.get('status')} while waiting for {what}")
+            if view.get("status") in STOPPERS - targets:
+                reason = (view.get("attention") or {}).get("reason") or view.get("waitingFor")
+                raise DemoError(
+                    f"order is {view.get('status')} while waiting for {what}"
+                    + (f": {reason}" if reason else "")
+                )
             now = time.monotonic()
             if now >= deadline:
                 raise DemoError(
@@ -158,7 +173,7 @@ class Demo:
             await asyncio.sleep(POLL_S)
 
     async def payouts(self, id_order: int) -> list[Any]:
-        ledger = await self._ok(await self.sandbox.get("/sandbox/ledger"), "ledger")
+        ledger = await self.ok(await self.sandbox.get("/sandbox/ledger"), "ledger")
         for entry in ledger.get("orders", []):
             if entry.get("idOrder") == id_order:
                 payouts: list[Any] = entry.get("payouts", [])
@@ -166,21 +181,12 @@ class Demo:
         raise DemoError(f"order {id_order} is not in the sandbox ledger")
 
 
-_STOPPERS = {
-    EscrowStatus.FAILED,
-    EscrowStatus.EXPIRED,
-    EscrowStatus.CANCELLED,
-    EscrowStatus.REFUNDED,
-    EscrowStatus.NEEDS_ATTENTION,
-}
-
-
 async def _backdate_sandbox(demo: Demo) -> float:
     """Set the sandbox clock back, so the hold it reports lies before the payout instant."""
-    clock = await demo._ok(await demo.sandbox.get("/sandbox/clock"), "sandbox clock")
+    clock = await demo.ok(await demo.sandbox.get("/sandbox/clock"), "sandbox clock")
     previous = float(clock.get("offsetSeconds") or 0)
     offset = int(previous - BACKDATE.total_seconds())
-    await demo._ok(
+    await demo.ok(
         await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": offset}),
         "shift sandbox clock",
     )
@@ -192,7 +198,7 @@ async def _backdate_sandbox(demo: Demo) -> float:
 
 
 async def _restore_sandbox(demo: Demo, previous: float) -> None:
-    await demo._ok(
+    await demo.ok(
         await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": int(previous)}),
         "restore sandbox clock",
     )
@@ -243,7 +249,7 @@ async def run_demo(
 
         previous = await _backdate_sandbox(demo) if shift_clock else None
         try:
-            await demo._ok(
+            await demo.ok(
                 await sandbox.post(f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"}),
                 "buyer pays",
             )
@@ -253,9 +259,7 @@ async def run_demo(
             if previous is not None:
                 await _restore_sandbox(demo, previous)
 
-        await demo._ok(
-            await gateway.post(f"/v1/orders/{order_ref}/delivered", json={}), "delivered"
-        )
+        await demo.ok(await gateway.post(f"/v1/orders/{order_ref}/delivered", json={}), "delivered")
         out("4. goods delivered; waiting for the payout")
         view = await demo.view(order_ref)
         demo.show(view)
