@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.codec import CodecSettings
 from starter.errors import (
     InvalidState,
     OrderClosed,
@@ -85,6 +87,13 @@ _UNAVAILABLE = frozenset(
 )
 _COTPAY_ID = re.compile(r"^[A-Za-z0-9+_-]{1,10}$")
 _CODED = re.compile(r"^([a-z][a-z0-9_]{1,48}): (.+)$", re.DOTALL)
+
+
+class FromEnvironment(Enum):
+    READ = "from the environment"
+
+
+FROM_ENVIRONMENT = FromEnvironment.READ
 
 
 class StartResult(NamedTuple):
@@ -168,14 +177,19 @@ class EscrowClient:
         *,
         task_queue: str = TASK_QUEUE,
         rpc_timeout: timedelta = DEFAULT_RPC_TIMEOUT,
-        search_salt: str | None = None,
+        search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
     ) -> None:
-        """``search_salt``: ``CodecSettings().search_salt_hex()`` when ``SellerId``/``BuyerId``
-        are pseudonymized; new orders carry it and seller/buyer filters are hashed with it."""
+        """``search_salt``: the salt of pseudonymized ``SellerId``/``BuyerId`` (None: ids in
+        clear); by default ``CodecSettings().search_salt_hex()`` (``ESCROW_PSEUDONYMIZE_SEARCH``,
+        ``ESCROW_SEARCH_KEY``). New orders carry it; seller/buyer filters are hashed with it."""
         self._client = client
         self._task_queue = task_queue
         self._rpc_timeout = rpc_timeout
-        self._search_salt = search_salt
+        self._search_salt = (
+            CodecSettings().search_salt_hex()
+            if isinstance(search_salt, FromEnvironment)
+            else search_salt
+        )
 
     @property
     def temporal(self) -> Client:

@@ -16,7 +16,7 @@ import uvicorn
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
-from starter.client import EscrowClient
+from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway import create_app
 from starter.settings import EscrowSettings
 from workflows.models import TASK_QUEUE
@@ -39,7 +39,7 @@ def _config(
     host: str,
     port: int,
     task_queue: str,
-    search_salt: str | None,
+    search_salt: str | FromEnvironment | None,
 ) -> uvicorn.Config:
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
@@ -61,7 +61,7 @@ async def serve_gateway(
     host: str,
     port: int,
     task_queue: str = TASK_QUEUE,
-    search_salt: str | None = None,
+    search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
     config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
@@ -77,7 +77,7 @@ async def running_gateway(
     host: str = "127.0.0.1",
     port: int = 0,
     task_queue: str = TASK_QUEUE,
-    search_salt: str | None = None,
+    search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
 ) -> AsyncIterator[str]:
     server = _QuietServer(_config(client, escrow, cotpay, host, port, task_queue, search_salt))
     task = asyncio.create_task(server.serve())

@@ -149,7 +149,7 @@ def escrow_settings() -> EscrowSettings:
 
 @pytest.fixture(scope="session")
 def orders(env: WorkflowEnvironment, task_queue: str, worker: Worker) -> EscrowClient:
-    return EscrowClient(env.client, task_queue=task_queue)
+    return EscrowClient(env.client, task_queue=task_queue, search_salt=None)
 
 
 def gateway_client(
