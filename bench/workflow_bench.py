@@ -1,0 +1,208 @@
+"""Section ``workflow``: escrow orders from start to PAID_OUT on the real stack (``bench.stack``).
+
+Each order is driven the way a shop and its buyer would: ``EscrowClient.start_order`` (returns
+once create-order and verify-order are done), the sandbox admin ``pay`` (the buyer pays; the
+sandbox sends the HOLDING IPN to the gateway), a status poll until HELD, then
+``confirm_delivery``; with payout rule ``immediate`` the workflow pays out at once. An order's
+end-to-end latency runs from the start call to the workflow's own ``paidOutAt``.
+
+After one warm-up order, ``solo`` orders run one at a time: their latency against the sum of
+their Cotpay call latencies is the orchestration overhead. Then ``concurrent`` orders start
+together: orders/s over the batch, and the same ratio per order under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.stack import BenchStack, bench_stack
+from bench.stats import Deadline, latency_figures, ms, rate, ratio
+from starter.client import EscrowClient
+from workflows.models import EscrowStatus, OrderInput, OrderView, PayoutRule, workflow_id_for
+
+POLL_S = 0.05
+AMOUNT = 250_000
+SELLER = "0922000000"
+_STUCK = frozenset(
+    {
+        EscrowStatus.NEEDS_ATTENTION,
+        EscrowStatus.FAILED,
+        EscrowStatus.EXPIRED,
+        EscrowStatus.CANCELLED,
+        EscrowStatus.REFUNDED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Counts:
+    solo: int
+    concurrent: int
+
+    @classmethod
+    def for_run(cls, quick: bool) -> Counts:
+        return cls(solo=1, concurrent=3) if quick else cls(solo=5, concurrent=20)
+
+
+@dataclass(frozen=True)
+class OrderRun:
+    started_at: datetime
+    paid_out_at: datetime
+    start_s: float
+    pay_to_held_s: float
+    deliver_to_paid_out_s: float
+    cotpay_s: float
+    cotpay_calls: tuple[str, ...]
+
+    @property
+    def end_to_end_s(self) -> float:
+        return (self.paid_out_at - self.started_at).total_seconds()
+
+    @property
+    def overhead_ratio(self) -> float:
+        return self.end_to_end_s / self.cotpay_s if self.cotpay_s > 0 else 0.0
+
+
+async def _wait_status(
+    escrow: EscrowClient, ref: str, status: EscrowStatus, deadline: Deadline
+) -> OrderView:
+    while True:
+        view = await escrow.get_order(ref)
+        if view.status is status:
+            return view
+        if view.status in _STUCK:
+            raise RuntimeError(f"order {ref} stopped in {view.status.value}: {view.attention}")
+        deadline.check(f"order {ref} waiting for {status.value}")
+        await asyncio.sleep(POLL_S)
+
+
+async def _wait_finished(escrow: EscrowClient, ref: str, deadline: Deadline) -> OrderView:
+    handle = escrow.temporal.get_workflow_handle(workflow_id_for(ref), result_type=OrderView)
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=max(deadline.remaining(), 0.1))
+    except TimeoutError:
+        view = await escrow.get_order(ref)
+        raise RuntimeError(f"order {ref} not finished in time: {view.status.value}") from None
+
+
+async def _buyer(stack: BenchStack, user: str) -> None:
+    body = {"name": "Bench User", "walletLinked": True, "bankLinked": True}
+    r = await stack.sandbox.admin.put(f"/sandbox/users/{user}", json=body)
+    r.raise_for_status()
+
+
+async def drive_order(stack: BenchStack, ref: str, buyer: str, deadline: Deadline) -> OrderRun:
+    escrow = stack.escrow
+    order = OrderInput(
+        order_ref=ref,
+        seller_id=SELLER,
+        buyer_id=buyer,
+        amount=AMOUNT,
+        description="Benchmark order",
+        payout_rule=PayoutRule.IMMEDIATE,
+    )
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    result = await escrow.start_order(order)
+    t_started = time.perf_counter()
+    id_order = result.view.cotpay_order_id
+    if result.view.status is not EscrowStatus.AWAITING_PAYMENT or id_order is None:
+        raise RuntimeError(f"order {ref} started in {result.view.status.value}")
+    paid = await stack.sandbox.admin.post(
+        f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"}
+    )
+    paid.raise_for_status()
+    await _wait_status(escrow, ref, EscrowStatus.HELD, deadline)
+    t_held = time.perf_counter()
+    await escrow.confirm_delivery(ref)
+    view = await _wait_finished(escrow, ref, deadline)
+    if view.status is not EscrowStatus.PAID_OUT or view.paid_out_at is None:
+        raise RuntimeError(f"order {ref} finished in {view.status.value}")
+    calls = stack.cotpay.calls.get(workflow_id_for(ref), [])
+    return OrderRun(
+        started_at=started_at,
+        paid_out_at=view.paid_out_at,
+        start_s=t_started - t0,
+        pay_to_held_s=t_held - t_started,
+        deliver_to_paid_out_s=(view.paid_out_at - started_at).total_seconds() - (t_held - t0),
+        cotpay_s=sum(c.seconds for c in calls),
+        cotpay_calls=tuple(c.endpoint for c in calls),
+    )
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _solo_figures(runs: list[OrderRun]) -> dict[str, Any]:
+    return {
+        "orders": len(runs),
+        "end_to_end_ms": ms(_median([r.end_to_end_s for r in runs])),
+        "start_ms": ms(_median([r.start_s for r in runs])),
+        "pay_to_held_ms": ms(_median([r.pay_to_held_s for r in runs])),
+        "deliver_to_paid_out_ms": ms(_median([r.deliver_to_paid_out_s for r in runs])),
+        "cotpay_ms": ms(_median([r.cotpay_s for r in runs])),
+        "cotpay_calls": list(runs[-1].cotpay_calls),
+        "overhead_ratio": round(_median([r.overhead_ratio for r in runs]), 3),
+    }
+
+
+def _batch_figures(runs: list[OrderRun]) -> dict[str, Any]:
+    first = min(r.started_at for r in runs)
+    last = max(r.paid_out_at for r in runs)
+    seconds = (last - first).total_seconds()
+    return {
+        "orders": len(runs),
+        "seconds": round(seconds, 3),
+        "orders_per_s": rate(len(runs), seconds),
+        "end_to_end": latency_figures([r.end_to_end_s for r in runs]),
+        "cotpay_ms_p50": ms(_median([r.cotpay_s for r in runs])),
+        "overhead_ratio_p50": round(_median([r.overhead_ratio for r in runs]), 3),
+    }
+
+
+async def run(*, quick: bool, deadline: Deadline) -> dict[str, Any]:
+    counts = Counts.for_run(quick)
+    tag = secrets.token_hex(3)
+    with tempfile.TemporaryDirectory(prefix="cotpay-bench-") as tmp:
+        async with bench_stack(Path(tmp)) as stack:
+            total = 1 + counts.solo + counts.concurrent
+            buyers = [f"09{23_000_000 + i:08d}" for i in range(total)]
+            for user in [SELLER, *buyers]:
+                await _buyer(stack, user)
+            await drive_order(stack, f"bench-{tag}-warmup", buyers[0], deadline)
+            solo = [
+                await drive_order(stack, f"bench-{tag}-solo-{i}", buyers[1 + i], deadline)
+                for i in range(counts.solo)
+            ]
+            batch = await asyncio.gather(
+                *(
+                    drive_order(
+                        stack, f"bench-{tag}-batch-{i}", buyers[1 + counts.solo + i], deadline
+                    )
+                    for i in range(counts.concurrent)
+                )
+            )
+    solo_figures = _solo_figures(solo)
+    batch_figures = _batch_figures(list(batch))
+    return {
+        "payout_rule": PayoutRule.IMMEDIATE.value,
+        "poll_interval_ms": ms(POLL_S),
+        "solo": solo_figures,
+        "concurrent": batch_figures,
+        "ratios": {
+            "solo_end_to_end_over_cotpay": solo_figures["overhead_ratio"],
+            "concurrent_end_to_end_over_cotpay_p50": batch_figures["overhead_ratio_p50"],
+            "concurrent_over_solo_end_to_end_p50": ratio(
+                batch_figures["end_to_end"]["p50_ms"], solo_figures["end_to_end_ms"]
+            ),
+        },
+    }
