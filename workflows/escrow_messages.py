@@ -82,8 +82,15 @@ class EscrowMessages:
         o.attention_from = o.status
         if data:
             self._event("evidence", reason, data)
-        workflow.logger.warning("order needs attention: %s (step %s)", reason, step)
+        workflow.logger.warning(
+            "order needs attention: %s (step %s)", reason, step, extra=self._log_extra(step)
+        )
         self._transition(S.NEEDS_ATTENTION, reason)
+
+    def _log_extra(self, step: str | None) -> dict[str, Any]:
+        """Order context for ``workflow.logger`` (replay-safe; see cotpay.logs)."""
+        o = self._o
+        return {"orderRef": o.inp.order_ref, "cotpayOrderId": o.cotpay_order_id, "step": step}
 
     def _waiting(
         self, text: str, since: datetime | None = None, until: datetime | None = None
@@ -129,7 +136,12 @@ class EscrowMessages:
     @workflow.signal
     def ipn(self, sig: IpnSignal) -> None:
         if not self._o.record_ipn(sig, workflow.now()):
-            workflow.logger.info("duplicate IPN ignored: %s %s", sig.step.value, sig.body.status)
+            workflow.logger.info(
+                "duplicate IPN ignored: %s %s",
+                sig.step.value,
+                sig.body.status,
+                extra=self._log_extra(sig.step.value),
+            )
 
     @workflow.query
     def status(self) -> OrderView:
