@@ -7,16 +7,26 @@ and SIGTERM stop polling, let running activities finish (up to one HTTP timeout)
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
+import sys
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
-from temporalio.worker import Worker
+from temporalio import activity, workflow
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from activities.cotpay_activities import CotpayActivities
 from cotpay.client import CotpayClient
-from cotpay.logs import configure_logging
+from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
 from starter.metrics import (
     EscrowMetricsInterceptor,
@@ -31,6 +41,26 @@ from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
 
 log = structlog.get_logger("worker")
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        arg = input.args[0] if input.args else None
+        with bind_order(
+            orderRef=getattr(arg, "order_ref", None),
+            workflowId=info.workflow_id,
+            cotpayOrderId=getattr(arg, "id_order", None),
+            step=info.activity_type.removeprefix("cotpay."),
+        ):
+            return await self.next.execute_activity(input)
+
+
+class ActivityLogContext(Interceptor):
+    """Every log line of an activity carries the order's ref, workflow id, Cotpay id and step."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(next)
 
 
 def check_timeouts(cotpay: CotpaySettings) -> None:
@@ -68,7 +98,7 @@ async def run_worker(
             task_queue=temporal.task_queue,
             workflows=[EscrowOrderWorkflow],
             activities=activities.all(),
-            interceptors=[EscrowMetricsInterceptor()],
+            interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
             graceful_shutdown_timeout=timedelta(seconds=cotpay.request_timeout + 5),
         )
         async with worker:
@@ -95,11 +125,23 @@ async def serve() -> None:
     await run_worker(TemporalSettings(), CotpaySettings(), escrow, stop=stop)
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="worker.py",
+        description="Run the escrow worker on the cotpay-escrow task queue until SIGINT/SIGTERM."
+        " Configuration: TEMPORAL_*, COTPAY_*, ESCROW_* environment variables"
+        " (docs/deployment.md).",
+    )
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    _parser().parse_args(list(argv))
     configure_logging(EscrowSettings().log_format)
+    # The workflow id and order context travel as fields (cotpay.logs.record_context).
+    workflow.logger.workflow_info_on_message = False
     asyncio.run(serve())
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -6,6 +6,9 @@ Stateless: every request goes to Temporal through ``EscrowClient``. Errors are J
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from cotpay.ipn import IpnStep, verify_ipn_signature
+from cotpay.logs import bind_order
 from cotpay.settings import CotpaySettings
 from starter.client import EscrowClient, OrderSummary, StartResult
 from starter.errors import (
@@ -33,7 +37,16 @@ from starter.errors import (
 from starter.gateway_ipn import IpnRejected, merchant_key, read_ipn
 from starter.gateway_middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway_models import CreateOrderBody, ErrorBody, IpnAck
+from starter.metrics import (
+    MetricsSettings,
+    attention_gauge_loop,
+    mount_metrics,
+    record_ipn,
+    record_ipn_rejected,
+    record_order_started,
+)
 from starter.settings import EscrowSettings
+from starter.tracing import instrument_app
 from workflows.models import (
     CancelRequest,
     DeliveryConfirmation,
@@ -42,6 +55,7 @@ from workflows.models import (
     IpnSignal,
     OperatorAction,
     OrderView,
+    workflow_id_for,
 )
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -151,6 +165,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal error")
 
 
+def _order(order_ref: str) -> contextlib.AbstractContextManager[None]:
+    return bind_order(orderRef=order_ref, workflowId=workflow_id_for(order_ref))
+
+
+def _lifespan(client: Client, interval: float) -> Any:
+    """Refresh the NEEDS_ATTENTION gauge in the background while the app serves."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(_gauge(client, stop, interval)) if interval > 0 else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    return lifespan
+
+
+async def _gauge(client: Client, stop: asyncio.Event, interval: float) -> None:
+    try:
+        await attention_gauge_loop(client, stop, interval=interval)
+    except Exception as exc:  # the gauge must never take the gateway down
+        log.warning("gateway.attention_gauge_stopped", error_type=type(exc).__name__)
+
+
 def create_app(
     client: Client,
     escrow: EscrowSettings,
@@ -170,7 +212,9 @@ def create_app(
         title="cotpay-escrow gateway",
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
+        lifespan=_lifespan(client, MetricsSettings().attention_interval),
     )
+    instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
     app.add_middleware(AccessLog)
@@ -190,13 +234,16 @@ def create_app(
     )
     async def create_order(body: CreateOrderBody) -> JSONResponse:
         """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
-        result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
-        log.info(
-            "order.start",
-            order_ref=body.order_ref,
-            created=result.created,
-            status=result.view.status.value,
-        )
+        with _order(body.order_ref):
+            result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
+            if result.created:
+                record_order_started()
+            log.info(
+                "order.start",
+                cotpayOrderId=result.view.cotpay_order_id,
+                created=result.created,
+                status=result.view.status.value,
+            )
         refusal = _refusal(result)
         if refusal is not None:
             raise refusal
@@ -217,27 +264,32 @@ def create_app(
 
     @v1.get("/orders/{order_ref}", response_model=OrderView)
     async def get_order(order_ref: OrderRefPath) -> JSONResponse:
-        return _view(await orders.get_order(order_ref))
+        with _order(order_ref):
+            return _view(await orders.get_order(order_ref))
 
     @v1.post("/orders/{order_ref}/delivered", response_model=OrderView)
     async def delivered(
         order_ref: OrderRefPath, body: DeliveryConfirmation | None = None
     ) -> JSONResponse:
-        return _view(await orders.confirm_delivery(order_ref, body))
+        with _order(order_ref):
+            return _view(await orders.confirm_delivery(order_ref, body))
 
     @v1.post("/orders/{order_ref}/dispute", response_model=OrderView)
     async def dispute(order_ref: OrderRefPath, body: DisputeRequest | None = None) -> JSONResponse:
-        return _view(await orders.open_dispute(order_ref, body))
+        with _order(order_ref):
+            return _view(await orders.open_dispute(order_ref, body))
 
     @v1.post("/orders/{order_ref}/cancel", response_model=OrderView)
     async def cancel(order_ref: OrderRefPath, body: CancelRequest | None = None) -> JSONResponse:
-        return _view(await orders.cancel(order_ref, body))
+        with _order(order_ref):
+            return _view(await orders.cancel(order_ref, body))
 
     @v1.post("/orders/{order_ref}/operator", response_model=OrderView)
     async def operator(order_ref: OrderRefPath, body: OperatorAction) -> JSONResponse:
         """Operator actions on a stuck order: retry, release, refund, cancel."""
-        log.info("order.operator_action", order_ref=order_ref, action=body.action)
-        return _view(await orders.operator_action(order_ref, body))
+        with _order(order_ref):
+            log.info("order.operator_action", action=body.action)
+            return _view(await orders.operator_action(order_ref, body))
 
     app.include_router(v1)
 
@@ -248,23 +300,30 @@ def create_app(
     )
     async def ipn(order_ref: str, step: str, request: Request, sig: str = "") -> JSONResponse:
         """Cotpay's callback for one order and step; 200 only once Temporal has the signal."""
+        known_step = step if step in _STEPS else "unknown"
+        record_ipn(known_step)
         if not verify_ipn_signature(ipn_secret, order_ref, step, sig):
-            log.warning("ipn.bad_signature", step=step if step in _STEPS else "?")
+            record_ipn_rejected("bad_signature")
+            log.warning("ipn.bad_signature", step=known_step)
             raise ApiError(403, "bad_signature", "the IPN signature does not match")
         if step not in _STEPS or len(order_ref) > 64:
+            record_ipn_rejected("not_found")
             raise ApiError(404, "not_found", "no such IPN endpoint")
+        with _order(order_ref), bind_order(step=step):
+            return await _ipn_signal(order_ref, step, request)
+
+    async def _ipn_signal(order_ref: str, step: str, request: Request) -> JSONResponse:
         try:
             body = read_ipn(request.headers, await request.body(), ipn_key)
         except IpnRejected as exc:
-            log.warning("ipn.rejected", order_ref=order_ref, step=step, error=exc.code)
+            record_ipn_rejected(exc.code)
+            log.warning("ipn.rejected", error=exc.code)
             raise ApiError(exc.status, exc.code, exc.message) from exc
         signal = IpnSignal(step=IpnStep(step), body=body, received_at=datetime.now(UTC))
         fields = {
-            "order_ref": order_ref,
-            "step": step,
+            "cotpayOrderId": body.idOrder,
             "ipn_status": body.status,
             "ipn_code": body.code,
-            "id_order": body.idOrder,
             "amount": body.amount,
         }
         try:
@@ -272,8 +331,14 @@ def create_app(
         except OrderClosed:
             log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
             return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
+        except EscrowClientError as exc:
+            record_ipn_rejected(exc.code)
+            log.warning("ipn.not_signalled", **fields, error=exc.code)
+            raise
         log.info("ipn.signalled", **fields)
         return JSONResponse(IpnAck().model_dump(mode="json"))
+
+    mount_metrics(app)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

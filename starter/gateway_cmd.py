@@ -12,13 +12,16 @@ import asyncio
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
 from starter.codec import CodecError, CodecSettings
 from starter.gateway_server import serve_gateway
+from starter.metrics import MetricsSettings, temporal_runtime
 from starter.order_cmd import release_client
 from starter.settings import EscrowSettings, TemporalSettings
+from starter.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -26,15 +29,18 @@ RETRY_DELAY_S = 1.0
 
 
 async def _connect(settings: TemporalSettings, timeout_s: float) -> Client:
+    """Connect with tracing interceptors (when OTLP is configured) and SDK metrics."""
     from starter.temporal_client import connect
 
+    interceptors = configure_tracing("cotpay-escrow-gateway")
+    runtime: Runtime | None = temporal_runtime(MetricsSettings().sdk_metrics_address)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await connect(settings)
+            return await connect(settings, interceptors=interceptors, runtime=runtime)
         except RuntimeError as exc:
             if loop.time() + RETRY_DELAY_S > deadline:
                 raise
@@ -52,6 +58,7 @@ async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
         await _serve_with_client(args, escrow)
     finally:
         await release_client()
+        shutdown_tracing()
 
 
 async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -> None:

@@ -1,9 +1,10 @@
 """Metrics: the Temporal SDK's Prometheus endpoint and the service's own series.
 
 Service series live in ``prometheus_client``'s default registry. The gateway serves them on its
-own ``/metrics`` (``mount_metrics``); the worker has no HTTP server, so it serves them with
-``start_service_metrics_server`` on ``ESCROW_METRICS_PORT``, next to the SDK's endpoint on
-``ESCROW_SDK_METRICS_ADDRESS``.
+own ``/metrics`` (``mount_metrics``) and refreshes the ``NEEDS_ATTENTION`` gauge every
+``ESCROW_ATTENTION_INTERVAL`` seconds (0 turns it off); the worker has no HTTP server, so it
+serves them with ``start_service_metrics_server`` on ``ESCROW_METRICS_PORT``, next to the SDK's
+endpoint on ``ESCROW_SDK_METRICS_ADDRESS``.
 
 Workflow code must not touch these counters (replay would count twice), so ``EscrowMetrics
 Interceptor`` counts on the worker: final statuses and the payout delay when a workflow returns
@@ -77,6 +78,7 @@ class MetricsSettings(BaseSettings):
     sdk_metrics_address: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    attention_interval: float = Field(default=60.0, ge=0)
 
 
 def temporal_runtime(sdk_metrics_address: str | None) -> Runtime | None:
