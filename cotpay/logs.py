@@ -5,8 +5,8 @@ for a terminal. Both structlog loggers and stdlib loggers (``workflow.logger``, 
 go through the same processors.
 
 Order context: lines about an order carry ``orderRef``, ``workflowId``, ``cotpayOrderId`` and
-``step`` where known. Callers may log them under the snake-case names used in the code
-(``order_ref``, ``workflow_id``, ``id_order``, ``cotpay_order_id``); ``order_keys`` renames them,
+``step`` where known. Callers may log them under the names used in the code (``order_ref``,
+``workflow_id``, ``id_order``, ``idOrder``, ``cotpay_order_id``); ``order_keys`` renames them,
 and ``bind_order`` puts them into structlog's context variables for a whole request or activity.
 Stdlib records from ``workflow.logger`` contribute the workflow id of their ``temporal_workflow``
 extra and any of the four names passed as ``extra=``.
@@ -33,6 +33,7 @@ _ALIASES = {
     "order_ref": "orderRef",
     "workflow_id": "workflowId",
     "id_order": "cotpayOrderId",
+    "idOrder": "cotpayOrderId",
     "cotpay_order_id": "cotpayOrderId",
 }
 _SECRET_KEYS = re.compile(
