@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -54,8 +55,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all threads) and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 async def run_section(name: str, *, quick: bool) -> dict[str, Any]:
     limit = (QUICK_LIMITS_S if quick else LIMITS_S)[name]
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     try:
         figures = await asyncio.wait_for(
@@ -63,7 +72,11 @@ async def run_section(name: str, *, quick: bool) -> dict[str, Any]:
         )
     except Exception as exc:
         figures = {"error": f"{type(exc).__name__}: {exc}"}
-    figures["section_seconds"] = round(time.perf_counter() - started, 3)
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
+    figures["section_seconds"] = round(elapsed, 3)
+    figures["cpu_seconds"] = round(cpu, 3)
+    figures["cpu_per_wall"] = round(cpu / elapsed, 3) if elapsed > 0 else 0.0
     figures["limit_seconds"] = limit
     return figures
 

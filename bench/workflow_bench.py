@@ -18,6 +18,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +139,16 @@ async def drive_order(stack: BenchStack, ref: str, buyer: str, deadline: Deadlin
     )
 
 
+async def _together(orders: list[Coroutine[Any, Any, OrderRun]]) -> list[OrderRun]:
+    """All orders at once; the first failure cancels the others and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(order) for order in orders]
+    except ExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -164,6 +175,9 @@ def _batch_figures(runs: list[OrderRun]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "orders_per_s": rate(len(runs), seconds),
         "end_to_end": latency_figures([r.end_to_end_s for r in runs]),
+        "start_ms_p50": ms(_median([r.start_s for r in runs])),
+        "pay_to_held_ms_p50": ms(_median([r.pay_to_held_s for r in runs])),
+        "deliver_to_paid_out_ms_p50": ms(_median([r.deliver_to_paid_out_s for r in runs])),
         "cotpay_ms_p50": ms(_median([r.cotpay_s for r in runs])),
         "overhead_ratio_p50": round(_median([r.overhead_ratio for r in runs]), 3),
     }
@@ -183,16 +197,16 @@ async def run(*, quick: bool, deadline: Deadline) -> dict[str, Any]:
                 await drive_order(stack, f"bench-{tag}-solo-{i}", buyers[1 + i], deadline)
                 for i in range(counts.solo)
             ]
-            batch = await asyncio.gather(
-                *(
+            batch = await _together(
+                [
                     drive_order(
                         stack, f"bench-{tag}-batch-{i}", buyers[1 + counts.solo + i], deadline
                     )
                     for i in range(counts.concurrent)
-                )
+                ]
             )
     solo_figures = _solo_figures(solo)
-    batch_figures = _batch_figures(list(batch))
+    batch_figures = _batch_figures(batch)
     return {
         "payout_rule": PayoutRule.IMMEDIATE.value,
         "poll_interval_ms": ms(POLL_S),
