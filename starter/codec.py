@@ -194,15 +194,34 @@ class EncryptionCodec(PayloadCodec):
         return out
 
 
+class NoKeyCodec(PayloadCodec):
+    """Without a key ring: payloads pass through, and an encrypted one fails with a clear hint."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for payload in payloads:
+            if payload.metadata.get("encoding", b"") == ENCODING:
+                key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode("ascii", "replace")
+                raise CodecError(
+                    f"the order's data is encrypted (key id {key_id!r}) and no key ring is "
+                    "configured: set ESCROW_CODEC_KEYS_FILE (for `cotpay-escrow run`: "
+                    "<data-dir>/codec.keys) or ESCROW_CODEC_KEYS"
+                )
+        return list(payloads)
+
+
 def escrow_data_converter(settings: CodecSettings | None = None) -> DataConverter:
     """The converter for every client, worker, test environment and replayer.
 
     Pydantic JSON, plus (when keys are configured) the encryption codec and a failure converter
-    that moves failure messages and stack traces into encoded attributes.
+    that moves failure messages and stack traces into encoded attributes. Without keys, plain
+    pydantic JSON whose decoding refuses encrypted payloads with a hint (``NoKeyCodec``).
     """
     ring = (settings or CodecSettings()).key_ring()
     if ring is None:
-        return pydantic_data_converter
+        return dataclasses.replace(pydantic_data_converter, payload_codec=NoKeyCodec())
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=EncryptionCodec(ring),

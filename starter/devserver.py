@@ -74,9 +74,13 @@ def dev_server_argv(
     namespaces: Sequence[str] = ("default",),
     ip: str = "127.0.0.1",
     log_level: str = "warn",
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
+    """``ui_codec_endpoint``: the codec server the embedded UI decodes payloads through."""
     argv = [str(temporal_binary()), "server", "start-dev", "--ip", ip, "--port", str(port)]
     argv += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    if ui_port is not None and ui_codec_endpoint:
+        argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     if db_file is not None:
         argv += ["--db-filename", str(db_file)]
     for namespace in namespaces:
@@ -106,6 +110,7 @@ class DevServer:
         extra_namespaces: Sequence[str] = (),
         ip: str = "127.0.0.1",
         log_file: Path | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.ip = ip
         self.port = port or free_port(ip)
@@ -121,6 +126,7 @@ class DevServer:
                 db_file=db_file,
                 namespaces=self.namespaces,
                 ip=ip,
+                ui_codec_endpoint=ui_codec_endpoint,
             ),
             env=_server_env(),
             log_file=log_file,

@@ -9,6 +9,14 @@ Wiring: the worker and gateway get ``TEMPORAL_ADDRESS``, the sandbox's ``credent
 A ``COTPAY_BASE_URL`` other than the local sandbox means production (or another) Cotpay: no
 sandbox is started and ``COTPAY_*`` pass through. Likewise a ``TEMPORAL_ADDRESS`` other than the
 local dev server means an existing Temporal: no dev server is started.
+
+Payload encryption (docs/running.md): with the local dev server, payloads are encrypted by
+default. Without ``ESCROW_CODEC_KEYS``/``_KEYS_FILE`` in the environment, a key ring is generated
+once into ``<data-dir>/codec.keys`` (mode 0600) and every part gets ``ESCROW_CODEC_KEYS_FILE``.
+With the web UI on, a codec server child (``cotpay-escrow codec-server``, bearer token
+``ESCROW_CODEC_TOKEN`` or a fresh random one, CORS for the UI's origin) is started first and the
+dev server's UI is pointed at it with ``--ui-codec-endpoint``, so the UI shows decrypted orders.
+``--plain-payloads`` turns encryption off; an existing Temporal keeps whatever keys are set.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -28,6 +37,8 @@ import httpx
 import structlog
 
 from cotpay.logs import configure_logging
+from starter.codec import CodecError, KeyRing, generate_key
+from starter.codec_server import ui_codec_endpoint
 from starter.devserver import DevServer
 from starter.processes import ChildProcess, port_in_use
 from workflows.models import PayoutRule
@@ -49,8 +60,11 @@ class StackPlan:
     sandbox_port: int
     gateway_port: int
     namespace: str
+    codec_port: int = 8081
     external_temporal: str | None = None
     external_cotpay: str | None = None
+    codec_keys_file: Path | None = None
+    codec_token: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +82,23 @@ class StackPlan:
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.env.get("ESCROW_CODEC_KEYS") or self.env.get("ESCROW_CODEC_KEYS_FILE"))
+
+    @property
+    def codec_server(self) -> bool:
+        """A codec server for the embedded UI: local dev server, UI on, payloads encrypted."""
+        return self.external_temporal is None and self.ui_port is not None and self.encrypted
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://{self.host}:{self.codec_port}"
+
+    @property
+    def ui_origin(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +124,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--headless", action="store_true", help="no Temporal web UI")
     parser.add_argument("--sandbox-port", type=int, default=8090)
     parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.add_argument(
+        "--codec-port", type=int, default=8081, help="codec server for the web UI (default 8081)"
+    )
+    parser.add_argument(
+        "--plain-payloads",
+        action="store_true",
+        help="do not encrypt payloads (default with the local dev server: a key ring generated "
+        "once into <data-dir>/codec.keys)",
+    )
     parser.set_defaults(func=_main)
 
 
@@ -133,7 +173,45 @@ def plan_from(args: argparse.Namespace, environ: dict[str, str]) -> StackPlan:
         }
     )
     plan.env = env
+    plan.codec_port = args.codec_port
+    _plan_codec(plan, environ, plain=args.plain_payloads)
     return plan
+
+
+def _plan_codec(plan: StackPlan, environ: dict[str, str], *, plain: bool) -> None:
+    if plan.external_temporal is not None:
+        return
+    if plain:
+        for key in ("ESCROW_CODEC_KEYS", "ESCROW_CODEC_KEYS_FILE"):
+            plan.env.pop(key, None)
+        return
+    if not (environ.get("ESCROW_CODEC_KEYS") or environ.get("ESCROW_CODEC_KEYS_FILE")):
+        plan.codec_keys_file = plan.data_dir / "codec.keys"
+        plan.env["ESCROW_CODEC_KEYS_FILE"] = str(plan.codec_keys_file)
+    if plan.codec_server:
+        plan.codec_token = environ.get("ESCROW_CODEC_TOKEN") or secrets.token_urlsafe(24)
+
+
+def ensure_key_file(path: Path) -> None:
+    """Write a one-key ring to ``path`` (mode 0600) unless it exists; check it either way."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        key_id = "local-" + time.strftime("%Y%m%d", time.gmtime())
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(
+                "# Payload key ring of `cotpay-escrow run` (first key encodes, all decode).\n"
+                "# Keep it: orders in temporal.db cannot be read without it.\n"
+                f"{key_id}:{generate_key()}\n"
+            )
+        log.info("codec_key_generated", path=str(path), key_id=key_id)
+    try:
+        KeyRing.parse(path.read_text(encoding="utf-8"))
+    except (CodecError, OSError) as exc:
+        raise RuntimeError(f"the payload key ring {path} is unusable: {exc}") from None
 
 
 def _busy_ports(plan: StackPlan) -> list[str]:
@@ -144,6 +222,8 @@ def _busy_ports(plan: StackPlan) -> list[str]:
             wanted.append(("Temporal UI", plan.ui_port))
     if plan.external_cotpay is None:
         wanted.append(("sandbox", plan.sandbox_port))
+    if plan.codec_server:
+        wanted.append(("codec server", plan.codec_port))
     return [f"{name} port {port}" for name, port in wanted if port_in_use(plan.host, port)]
 
 
@@ -191,15 +271,40 @@ class Stack:
         self.temporal: DevServer | None = None
         self.children: list[ChildProcess] = []
 
-    def _python(self, name: str, *args: str) -> ChildProcess:
-        child = ChildProcess(name, [sys.executable, *args], env=self.plan.env)
+    def _python(self, name: str, *args: str, env: dict[str, str] | None = None) -> ChildProcess:
+        child = ChildProcess(name, [sys.executable, *args], env={**self.plan.env, **(env or {})})
         self.children.append(child)
         return child
+
+    async def _start_codec_server(self) -> str:
+        """The codec server child; returns the endpoint to give the embedded UI."""
+        plan = self.plan
+        assert plan.codec_token is not None
+        codec = self._python(
+            "codec-server",
+            "-m",
+            "starter.cli",
+            "codec-server",
+            "--host",
+            plan.host,
+            "--port",
+            str(plan.codec_port),
+            env={
+                "ESCROW_CODEC_TOKEN": plan.codec_token,
+                "ESCROW_CODEC_CORS_ORIGIN": plan.ui_origin,
+            },
+        )
+        await codec.start()
+        await _wait_http(codec, f"{plan.codec_url}/healthz", READY_TIMEOUT_S)
+        return ui_codec_endpoint(plan.codec_url, plan.codec_token)
 
     async def start(self) -> None:
         plan = self.plan
         plan.data_dir.mkdir(parents=True, exist_ok=True)
+        if plan.codec_keys_file is not None:
+            ensure_key_file(plan.codec_keys_file)
         if plan.external_temporal is None:
+            codec_endpoint = await self._start_codec_server() if plan.codec_server else None
             self.temporal = DevServer(
                 plan.data_dir / "temporal.db",
                 port=plan.temporal_port,
@@ -207,6 +312,7 @@ class Stack:
                 namespace=plan.namespace,
                 ip=plan.host,
                 log_file=plan.data_dir / "temporal.log",
+                ui_codec_endpoint=codec_endpoint,
             )
             await self.temporal.start(READY_TIMEOUT_S)
         if plan.external_cotpay is None:
@@ -291,6 +397,18 @@ def banner(plan: StackPlan) -> str:
             "or: cotpay-escrow ops list --status NEEDS_ATTENTION"
         )
     lines.append(f"  Data             {plan.data_dir}")
+    if plan.codec_server:
+        lines.append(f"  Codec server     {plan.codec_url}  (the UI decrypts payloads through it)")
+    if plan.encrypted:
+        ring = plan.env.get("ESCROW_CODEC_KEYS_FILE")
+        lines.append(f"  Payloads         encrypted, key ring {ring or 'from ESCROW_CODEC_KEYS'}")
+        if plan.codec_keys_file is not None:
+            lines.append(
+                "  Other terminals  export ESCROW_CODEC_KEYS_FILE="
+                f"{plan.codec_keys_file}  (for `cotpay-escrow order`/`ops`)"
+            )
+    elif plan.external_temporal is None:
+        lines.append("  Payloads         not encrypted (--plain-payloads)")
     demo = "cotpay-escrow demo"
     if plan.gateway_port != 8000:
         demo += f" --gateway-url {plan.gateway_url}"

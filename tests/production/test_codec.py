@@ -15,6 +15,7 @@ from starter.codec import (
     CodecSettings,
     EncryptionCodec,
     KeyRing,
+    NoKeyCodec,
     escrow_data_converter,
     search_salt,
 )
@@ -87,10 +88,18 @@ async def test_unencrypted_payloads_pass_through_decode() -> None:
     assert await codec.decode([plain]) == [plain]
 
 
-def test_no_keys_gives_plain_pydantic_converter(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_keys_gives_plain_pydantic_converter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ESCROW_CODEC_KEYS", raising=False)
     monkeypatch.delenv("ESCROW_CODEC_KEYS_FILE", raising=False)
-    assert escrow_data_converter(CodecSettings()) is pydantic_data_converter
+    converter = escrow_data_converter(CodecSettings())
+    assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+    assert converter.failure_converter_class is pydantic_data_converter.failure_converter_class
+    assert isinstance(converter.payload_codec, NoKeyCodec)
+    plain = await converter.encode(["plain"])
+    assert plain[0].metadata["encoding"] == b"json/plain"
+    sealed = await EncryptionCodec(KeyRing.parse(f"k9:{make_key()}")).encode(plain)
+    with pytest.raises(CodecError, match="ESCROW_CODEC_KEYS_FILE"):
+        await converter.decode(sealed)
 
 
 def test_keys_from_env_and_failure_attributes_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
