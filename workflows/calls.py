@@ -4,7 +4,14 @@
 default); ``run_worker`` refuses to start when it does not. Temporal retries only what the code
 table calls transient (11800, transport); ``ApplicationError``s of the other Cotpay conditions
 are non-retryable and reach the workflow at once. ``schedule_to_close`` bounds the retries: when
-Cotpay stays unreachable that long, the order goes to NEEDS_ATTENTION (step kept for ``retry``).
+Cotpay stays unreachable that long, the order goes to NEEDS_ATTENTION (step kept for ``retry``)
+with type ``Timeout``. ``START_TO_CLOSE`` is the HTTP timeout plus a margin, so that a worker
+killed mid-call is retried after about half a minute, not a minute.
+
+A failure is *definite* when Cotpay answered with a non-retryable code, or our own models refused
+the request before it was sent: the call moved no money. Anything else (timeout, transport, 11800,
+an unreadable or unknown answer) leaves it open whether Cotpay acted; ``Failure.definite`` says
+which, and the operator rules refuse the opposite money call while the first is in doubt.
 """
 
 from __future__ import annotations
@@ -14,12 +21,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 from activities.errors import INVALID_REQUEST
 from cotpay.codes import CODES, SUCCESS
 
-START_TO_CLOSE = timedelta(seconds=60)
+START_TO_CLOSE = timedelta(seconds=35)
 
 NON_RETRYABLE: tuple[str, ...] = (
     *(info.name for info in CODES.values() if info.code != SUCCESS and not info.retryable),
@@ -35,6 +42,8 @@ RETRY = RetryPolicy(
     maximum_attempts=0,
     non_retryable_error_types=list(NON_RETRYABLE),
 )
+
+DEFINITE: frozenset[str] = frozenset(NON_RETRYABLE) - {"UnknownCode", "Protocol"}
 
 # Conditions that end an order in FAILED while it is being created (DESIGN.md 3.2).
 FATAL_AT_CREATE = frozenset(
@@ -70,6 +79,11 @@ class Failure:
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def definite(self) -> bool:
+        """Cotpay surely did not act on this call (see the module docstring)."""
+        return self.type in DEFINITE
+
+    @property
     def reason(self) -> str:
         code = f" ({self.code})" if self.code is not None else ""
         return f"{self.step}: {self.type}{code}: {self.message}"
@@ -85,6 +99,13 @@ def failure_of(call: Call, err: ActivityError) -> Failure:
             "Timeout",
             None,
             f"no answer within {call.schedule_to_close} of retries{why}",
+        )
+    if isinstance(cause, ApplicationError) and err.retry_state is RetryState.TIMEOUT:
+        return Failure(
+            call.step,
+            "Timeout",
+            None,
+            f"no answer within {call.schedule_to_close} of retries; last error: {cause.message}",
         )
     if isinstance(cause, ApplicationError):
         detail: dict[str, Any] = {}

@@ -39,6 +39,10 @@ with workflow.unsafe.imports_passed_through():
 S = EscrowStatus
 R = TypeVar("R", bound=BaseModel)
 TOO_EARLY_MIN_WAIT = timedelta(minutes=5)
+MAX_TOO_EARLY = 10
+AFTER_CLOSE = (
+    "a HOLDING IPN after this reaches only the gateway log (ipn.after_close): check Cotpay"
+)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -65,7 +69,7 @@ class EscrowOrderWorkflow(EscrowMessages):
         while (step := steps.get(self._o.status)) is not None:
             if await step():
                 break
-        self._waiting(f"Finished: {self._o.status.value}")
+        self._waiting(f"Finished: {self._o.status.value}{self._o.finish_note}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._o.view()
 
@@ -237,6 +241,8 @@ class EscrowOrderWorkflow(EscrowMessages):
         until = o.status_since + o.inp.timers.grace_period
         self._waiting(f"{o.status.value}; watching for a late payment", o.status_since, until)
         if not await self._wait(lambda: o.holding_at is not None, until):
+            self._event("watch_ended", f"no HOLDING IPN within the grace period; {AFTER_CLOSE}")
+            o.finish_note = f" ({AFTER_CLOSE})"
             return True
         o.held_at = o.holding_at
         self._event("late_payment", f"money held after the order was {o.status.value}")
@@ -282,6 +288,7 @@ class EscrowOrderWorkflow(EscrowMessages):
 
     async def _paying_out(self) -> bool:
         o = self._o
+        too_early = 0
         while True:
             o.payout_started = False
             not_before = o.payout_not_before
@@ -290,6 +297,7 @@ class EscrowOrderWorkflow(EscrowMessages):
                 if await self._wait(self._left(S.PAYING_OUT), not_before):
                     return False
             o.payout_started = True
+            o.payout_live = True
             o.payout_called_at = workflow.now()
             if o.payout_outcome != "PAID_OUT":
                 o.payout_outcome = None
@@ -299,7 +307,9 @@ class EscrowOrderWorkflow(EscrowMessages):
                 o.paid_out_at = workflow.now()
                 self._transition(S.PAID_OUT, "Cotpay paid the seller (10100)")
                 return False
-            if paid.type != "PayoutTooEarly":
+            o.payout_live = not paid.definite
+            too_early += 1
+            if paid.type != "PayoutTooEarly" or too_early >= MAX_TOO_EARLY:
                 self._stuck(paid)
                 return False
             now = workflow.now()
@@ -327,11 +337,13 @@ class EscrowOrderWorkflow(EscrowMessages):
         o = self._o
         if not o.return_called:
             o.return_called_at = workflow.now()
+            o.return_live = True
             if o.return_outcome != "REFUNDED":
                 o.return_outcome = None
             self._waiting("Requesting a return", workflow.now())
             asked = await self._call(calls.RETURN_REQUEST, self._order_call(), CallResult)
             if isinstance(asked, calls.Failure):
+                o.return_live = not asked.definite
                 self._stuck(asked)
                 return False
             o.return_called = True

@@ -7,6 +7,11 @@ stale IPN changes nothing. Stale: a PAYOUT_FAILED or RETURN_REJECTED dated more 
 clock skew between Cotpay and us, erring towards an operator check, never a missed failure).
 Money outcomes are sticky: PAID_OUT beats a PAYOUT_FAILED that arrives later (or earlier,
 reordered), REFUNDED beats RETURN_REJECTED.
+
+``payout_live`` / ``return_live``: a payment / return-request call was made and Cotpay may have
+acted on it (it answered 10100, or gave no definite answer); cleared by a definite refusal. A
+payout is *in doubt* while live without a PAYOUT_FAILED; a return is *pending* while live without
+a RETURN_REJECTED. The operator rules refuse the opposite money call meanwhile.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class OrderRecord:
     return_called_at: datetime | None = None
     return_called: bool = False
     return_requested_at: datetime | None = None
+    payout_live: bool = False
+    return_live: bool = False
+    finish_note: str = ""
     creation_settled: bool = False
     cancel_requested: bool = False
     deadline_override: datetime | None = None
@@ -77,6 +85,8 @@ class OrderRecord:
             delivered=self.delivered_at is not None,
             payout_started=self.payout_started,
             attention_step=self.attention.step if self.attention else None,
+            payout_in_doubt=self.payout_live and self.payout_outcome is None,
+            return_pending=self.return_live and self.return_outcome is None,
         )
 
     @property
@@ -88,10 +98,11 @@ class OrderRecord:
         return self.refunded_at is not None
 
     def late_outcome(self) -> EscrowStatus | None:
-        """A money outcome that arrived while the order waits for an operator."""
-        if self.return_called and self.return_outcome == IpnStatus.REFUNDED:
+        """A money outcome that arrived while the order waits for an operator (after a call of
+        that step, answered or not: an unanswered call may still have been carried out)."""
+        if self.return_called_at is not None and self.return_outcome == IpnStatus.REFUNDED:
             return EscrowStatus.REFUNDED
-        if self.payout_started and self.payout_outcome == IpnStatus.PAID_OUT:
+        if self.payout_called_at is not None and self.payout_outcome == IpnStatus.PAID_OUT:
             return EscrowStatus.PAID_OUT
         return None
 

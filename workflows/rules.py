@@ -25,6 +25,8 @@ class Facts:
     delivered: bool
     payout_started: bool
     attention_step: str | None
+    payout_in_doubt: bool = False
+    return_pending: bool = False
 
 
 class Refused(ApplicationError, ValueError):
@@ -80,6 +82,17 @@ def operator_action(f: Facts, action: OperatorActionKind) -> bool:
         )
     if action in ("release", "refund") and not f.money_held:
         raise _refuse("not_held", f"{action}: no money is held for this order")
+    if action == "release" and f.return_pending:
+        raise _refuse(
+            "return_pending",
+            "release: a return request may be pending at Cotpay; wait for the seller's decision"
+            " (REFUNDED or RETURN_REJECTED IPN) or retry the return request",
+        )
+    if action == "refund" and f.payout_in_doubt:
+        raise _refuse(
+            "payout_in_doubt",
+            "refund: Cotpay gave no definite answer to the payout call; retry it first",
+        )
     if action == "cancel" and f.money_held:
         raise _refuse("money_held", "cancel: money is held; use refund or release")
     return False

@@ -1,0 +1,214 @@
+"""Money-path review: no money call may contradict one that may already have moved the money,
+and no order may end or wait without saying that money may still be held."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from cotpay.ipn import IpnStep
+from tests.workflow.fake_cotpay import FakeCotpay
+from tests.workflow.helpers import Order, Session, kinds, start, worker
+from workflows.escrow import EscrowOrderWorkflow
+from workflows.models import (
+    DeliveryConfirmation,
+    DisputeRequest,
+    EscrowStatus,
+    OperatorAction,
+)
+
+S = EscrowStatus
+RETRY_SKIP = timedelta(minutes=5)
+
+
+async def _operator(order: Order, action: str) -> object:
+    return await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action,
+        OperatorAction.model_validate({"action": action, "operator": "ops"}),
+    )
+
+
+async def _refused(order: Order, action: str) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await _operator(order, action)
+    return str(caught.value.cause)
+
+
+async def _delivered(session: Session) -> Order:
+    order = await start(session)
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await order.until(S.DELIVERED)
+    return order
+
+
+async def test_release_refused_while_the_return_request_is_pending(
+    env: WorkflowEnvironment,
+) -> None:
+    """Return window ran out without a seller decision: the return is still live at Cotpay, so
+    a payout now could pay the seller money that the seller may still refund to the buyer."""
+    fake = FakeCotpay()
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.hold()
+        await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+        await order.calls_of("return_request", 1)
+        await env.sleep(order.inp.timers.return_window + timedelta(minutes=1))
+        view = await order.until(S.NEEDS_ATTENTION)
+        assert view.attention is not None and view.attention.step == "return_window"
+        assert (await _refused(order, "release")).startswith("return_pending:")
+        assert not fake.called("payment")
+        await order.ipn("REFUNDED", IpnStep.RETURN)
+        result = await order.handle.result()
+        assert result.status is S.REFUNDED
+        assert not fake.called("payment")
+
+
+async def test_release_allowed_once_the_seller_rejected_late(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.hold()
+        await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+        await order.calls_of("return_request", 1)
+        await env.sleep(order.inp.timers.return_window + timedelta(minutes=1))
+        await order.until(S.NEEDS_ATTENTION)
+        await order.ipn("RETURN_REJECTED", IpnStep.RETURN)
+        await order.eventually(lambda v: "ipn" in kinds(v)[-1:])
+        await _operator(order, "release")
+        await order.until(S.PAID_OUT)
+        assert len(fake.called("payment")) == 1
+
+
+async def test_refund_refused_while_a_payout_may_have_happened(env: WorkflowEnvironment) -> None:
+    """The payout call got no answer for its whole schedule-to-close (transport errors): Cotpay
+    may have paid out. A refund must wait until a retried payout call gives a clear answer."""
+    fake = FakeCotpay()
+    fake.transport("payment", 200)
+    async with worker(env, fake) as session:
+        order = await _delivered(session)
+        await env.sleep(timedelta(days=2))
+        view = await order.until(S.NEEDS_ATTENTION, skip=RETRY_SKIP)
+        assert view.attention is not None
+        assert view.attention.step == "payment"
+        assert "Timeout" in view.attention.reason
+        assert (await _refused(order, "refund")).startswith("payout_in_doubt:")
+        assert not fake.called("return_request")
+        fake.script["payment"].clear()
+        await _operator(order, "retry")
+        await order.until(S.PAID_OUT)
+        assert not fake.called("return_request")
+
+
+async def test_refund_allowed_after_a_definite_payout_refusal(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    fake.fail("payment", 10900)
+    async with worker(env, fake) as session:
+        order = await _delivered(session)
+        await env.sleep(timedelta(days=2))
+        await order.until(S.NEEDS_ATTENTION)
+        await _operator(order, "refund")
+        await order.calls_of("return_request", 1)
+        await order.ipn("REFUNDED", IpnStep.RETURN)
+        assert (await order.handle.result()).status is S.REFUNDED
+
+
+async def test_refund_ipn_after_an_unanswered_return_request_finishes(
+    env: WorkflowEnvironment,
+) -> None:
+    """The return-request call timed out, yet Cotpay took it and the seller refunded: the
+    REFUNDED IPN ends the order; release stays refused while the return may be live."""
+    fake = FakeCotpay()
+    fake.transport("return_request", 200)
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.hold()
+        await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+        view = await order.until(S.NEEDS_ATTENTION, skip=RETRY_SKIP)
+        assert view.attention is not None and view.attention.step == "return"
+        assert (await _refused(order, "release")).startswith("return_pending:")
+        await order.ipn("REFUNDED", IpnStep.RETURN)
+        result = await order.handle.result()
+        assert result.status is S.REFUNDED
+        assert not fake.called("payment")
+
+
+async def test_concurrent_operator_actions_start_one_money_call(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeCotpay()
+    fake.fail("payment", 10900)
+    async with worker(env, fake) as session:
+        order = await _delivered(session)
+        await env.sleep(timedelta(days=2))
+        await order.until(S.NEEDS_ATTENTION)
+        outcomes = await asyncio.gather(
+            _operator(order, "release"),
+            _operator(order, "refund"),
+            _operator(order, "release"),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, WorkflowUpdateFailedError)]
+        assert refused, outcomes
+        await order.eventually(lambda v: v.status in (S.PAID_OUT, S.RETURN_REQUESTED))
+        await asyncio.sleep(0.3)
+        money_calls = len(fake.called("payment")) - 1 + len(fake.called("return_request"))
+        assert money_calls == 1
+
+
+async def test_duplicate_late_holdings_return_once(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.until(S.AWAITING_PAYMENT)
+        await env.sleep(order.inp.timers.payment_window + timedelta(minutes=1))
+        await order.until(S.EXPIRED)
+        await order.ipn("HOLDING", IpnStep.VERIFY, tx="hold-1")
+        await order.until(S.RETURN_REQUESTED)
+        await order.ipn("HOLDING", IpnStep.VERIFY, tx="hold-2")
+        await order.ipn("HOLDING", IpnStep.VERIFY, tx="hold-1")
+        await order.calls_of("return_request", 1)
+        await order.ipn("REFUNDED", IpnStep.RETURN)
+        assert (await order.handle.result()).status is S.REFUNDED
+        assert len(fake.called("return_request")) == 1
+        assert not fake.called("payment")
+
+
+async def test_expired_order_says_a_later_payment_is_not_watched(
+    env: WorkflowEnvironment,
+) -> None:
+    """Cotpay has no status API: once the grace period ends, a HOLDING that was lost or comes
+    later reaches only the gateway's log. The finished order says so."""
+    fake = FakeCotpay()
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.until(S.AWAITING_PAYMENT)
+        timers = order.inp.timers
+        await env.sleep(timers.payment_window + timers.grace_period + timedelta(minutes=2))
+        result = await order.handle.result()
+        assert result.status is S.EXPIRED
+        assert "watch_ended" in kinds(result)
+        ended = next(e for e in result.timeline if e.kind == "watch_ended")
+        assert "ipn.after_close" in ended.detail
+        assert "ipn.after_close" in result.waiting_for
+
+
+async def test_payout_too_early_forever_parks_with_the_reason(env: WorkflowEnvironment) -> None:
+    """Cotpay answering 11100 day after day (rule mismatch) must not loop silently forever."""
+    fake = FakeCotpay()
+    fake.fail("payment", *([11100] * 40))
+    async with worker(env, fake) as session:
+        order = await _delivered(session)
+        view = await order.until(S.NEEDS_ATTENTION, skip=timedelta(days=1))
+        assert view.attention is not None
+        assert (view.attention.step, view.attention.code) == ("payment", 11100)
+        calls = len(fake.called("payment"))
+        assert 2 <= calls <= 20
+        fake.script["payment"].clear()
+        await _operator(order, "retry")
+        await order.until(S.PAID_OUT, skip=timedelta(hours=6))
+        assert len(fake.called("payment")) == calls + 1
