@@ -403,6 +403,7 @@ class EscrowOrderWorkflow(EscrowMessages):
 
     def _release(self) -> None:
         o = self._o
+        o.held_at = o.held_at or o.holding_at
         assert o.held_at is not None
         self._set_payout_not_before(earliest_payout(o.held_at, rule=o.inp.payout_rule))
         self._transition(S.PAYING_OUT, "operator release")

@@ -1,8 +1,12 @@
 """The state of one escrow order inside its workflow: facts, timeline and IPN bookkeeping.
 
 Plain deterministic code: every method takes the current time from the caller
-(``workflow.now()``). IPNs are deduplicated by (step, status, transactionId); a duplicate or a
-stale IPN changes nothing. Stale: a PAYOUT_FAILED or RETURN_REJECTED dated more than
+(``workflow.now()``). IPNs are deduplicated by (step, status, transactionId, time): a resent
+IPN repeats its body, while Cotpay's failure IPNs carry no transaction id, so only their time
+tells a second PAYOUT_FAILED (of a retried payout) from a resent first one. A duplicate or a
+stale IPN changes nothing. An IPN that arrives before this order knows its Cotpay order id
+belongs to another order (an earlier use of the same orderRef: no payment precedes our
+verify-order), and is ignored. Stale: a PAYOUT_FAILED or RETURN_REJECTED dated more than
 ``STALE_MARGIN`` before the latest call of its step answers an earlier call (the margin absorbs
 clock skew between Cotpay and us, erring towards an operator check, never a missed failure).
 Money outcomes are sticky: PAID_OUT beats a PAYOUT_FAILED that arrives later (or earlier,
@@ -65,7 +69,7 @@ class OrderRecord:
     creation_settled: bool = False
     cancel_requested: bool = False
     deadline_override: datetime | None = None
-    seen_ipns: set[tuple[str, str, str]] = field(default_factory=set)
+    seen_ipns: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     def event(
         self,
@@ -109,7 +113,8 @@ class OrderRecord:
     def record_ipn(self, sig: IpnSignal, now: datetime) -> bool:
         """Record one IPN; False when it was a duplicate (then nothing changed)."""
         body = sig.body
-        key = (sig.step.value, body.status, body.transactionId or "")
+        told = body.time.isoformat() if body.time is not None else ""
+        key = (sig.step.value, body.status, body.transactionId or "", told)
         if key in self.seen_ipns:
             return False
         self.seen_ipns.add(key)
@@ -123,11 +128,10 @@ class OrderRecord:
         }
         if body.message:
             data["message"] = body.message
-        if (
-            self.cotpay_order_id is not None
-            and body.idOrder is not None
-            and body.idOrder != self.cotpay_order_id
-        ):
+        if self.cotpay_order_id is None:
+            self.event(now, "ipn_ignored", "IPN before this order's Cotpay order exists", data)
+            return True
+        if body.idOrder is not None and body.idOrder != self.cotpay_order_id:
             self.event(now, "ipn_ignored", f"IPN for another Cotpay order {body.idOrder}", data)
             return True
         if body.status not in KNOWN_STATUSES:

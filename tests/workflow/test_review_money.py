@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from cotpay.ipn import IpnStep
+from cotpay.ipn import IpnBody, IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, kinds, start, worker
 from workflows.escrow import EscrowOrderWorkflow
@@ -18,14 +19,16 @@ from workflows.models import (
     DeliveryConfirmation,
     DisputeRequest,
     EscrowStatus,
+    IpnSignal,
     OperatorAction,
+    OrderView,
 )
 
 S = EscrowStatus
 RETRY_SKIP = timedelta(minutes=5)
 
 
-async def _operator(order: Order, action: str) -> object:
+async def _operator(order: Order, action: str) -> OrderView:
     return await order.handle.execute_update(
         EscrowOrderWorkflow.operator_action,
         OperatorAction.model_validate({"action": action, "operator": "ops"}),
@@ -212,3 +215,71 @@ async def test_payout_too_early_forever_parks_with_the_reason(env: WorkflowEnvir
         await _operator(order, "retry")
         await order.until(S.PAID_OUT, skip=timedelta(hours=6))
         assert len(fake.called("payment")) == calls + 1
+
+
+async def _raw_ipn(order: Order, status: str, step: IpnStep, **body: Any) -> None:
+    fields: dict[str, Any] = {"idOrder": (await order.view()).cotpay_order_id}
+    fields.update(status=status, code=10800, amount=order.inp.amount, transactionId=None)
+    fields.update(body)
+    sig = IpnSignal(step=step, body=IpnBody.model_validate(fields))
+    await order.handle.signal(EscrowOrderWorkflow.ipn, sig)
+
+
+async def test_second_payout_failure_without_transaction_id_is_not_dropped(
+    env: WorkflowEnvironment,
+) -> None:
+    """Cotpay's failure IPNs carry no transaction id: the PAYOUT_FAILED of a retried payout is
+    a new fact, not a duplicate of the first one; dropping it would close the order as PAID_OUT
+    while Cotpay still holds the money."""
+    fake = FakeCotpay()
+    async with worker(env, fake) as session:
+        order = await _delivered(session)
+        await env.sleep(timedelta(days=2))
+        await order.until(S.PAID_OUT)
+        await _raw_ipn(order, "PAYOUT_FAILED", IpnStep.PAYMENT, time=await env.get_current_time())
+        await order.until(S.NEEDS_ATTENTION)
+        await env.sleep(timedelta(hours=1))
+        await _operator(order, "retry")
+        await order.until(S.PAID_OUT)
+        await _raw_ipn(order, "PAYOUT_FAILED", IpnStep.PAYMENT, time=await env.get_current_time())
+        view = await order.until(S.NEEDS_ATTENTION)
+        assert view.attention is not None and view.attention.step == "payment"
+        assert len(fake.called("payment")) == 2
+
+
+async def test_release_after_a_payment_seen_during_creation_trouble(
+    env: WorkflowEnvironment,
+) -> None:
+    """HOLDING arrives while the order waits for an operator after verify-order gave no answer
+    (Cotpay did verify): release must pay out, not crash the workflow task forever."""
+    fake = FakeCotpay()
+    fake.transport("verify_order", 200)
+    async with worker(env, fake) as session:
+        order = await start(session)
+        view = await order.until(S.NEEDS_ATTENTION, skip=timedelta(minutes=1))
+        assert view.attention is not None and view.attention.step == "verify"
+        await order.ipn("HOLDING", IpnStep.VERIFY, time=await env.get_current_time())
+        await order.eventually(lambda v: "ipn" in kinds(v))
+        view = await asyncio.wait_for(_operator(order, "release"), timeout=10)
+        assert isinstance(view, OrderView) and view.status is S.PAYING_OUT
+        await env.sleep(timedelta(days=2))
+        await order.until(S.PAID_OUT)
+
+
+async def test_ipn_before_the_cotpay_order_is_known_holds_no_money(
+    env: WorkflowEnvironment,
+) -> None:
+    """The orderRef was used before (10400 at create-order): IPNs of that older Cotpay order
+    reach this workflow through the same IPN URL. They are not this order's money."""
+    fake = FakeCotpay()
+    fake.fail("create_order", 10400, data={"order": {"idOrder": 77}})
+    async with worker(env, fake) as session:
+        order = await start(session)
+        view = await order.until(S.NEEDS_ATTENTION)
+        assert view.cotpay_order_id is None
+        await order.ipn("HOLDING", IpnStep.VERIFY, id_order=77)
+        view = await order.eventually(lambda v: "ipn_ignored" in kinds(v))
+        assert (await _refused(order, "refund")).startswith("not_held:")
+        view = await _operator(order, "cancel")
+        assert isinstance(view, OrderView) and view.status is S.CANCELLED
+        assert not fake.called("return_request")
