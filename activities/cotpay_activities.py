@@ -14,10 +14,12 @@ Why retrying the calls that move money is safe (retry policies live in
   never moves the money twice.
 * ``create-order`` carries ``orderCode = orderRef``. A retry after an ambiguous timeout (the
   first attempt may have created the order) gets 10400 with the existing order instead of a
-  second order. On a retry (attempt > 1) we adopt that order when it matches exactly this
-  order's seller, buyer, amount and order code: that is the order our own first attempt made.
-  On a first attempt, or when anything differs, 10400 goes to the workflow with the evidence
-  and the order waits in NEEDS_ATTENTION: the order code was used before this order started.
+  second order. On a retry (attempt > 1), or when the workflow says an earlier create call of
+  this order got no definite answer (``earlier_call_unanswered``: an operator retry after the
+  retries ran out), we adopt that order when it matches exactly this order's seller, buyer,
+  amount and order code: that is the order our own earlier call made. Otherwise, or when
+  anything differs, 10400 goes to the workflow with the evidence and the order waits in
+  NEEDS_ATTENTION: the order code was used before this order started.
 * ``verify-order``, ``customerID`` and ``sign-up`` move no money; ``sign-up`` of an existing
   customer fails with a validation code, which the workflow reports.
 """
@@ -129,7 +131,8 @@ class CotpayActivities:
             answer = await self._client.create_order(request)
         except OrderCodeExists as exc:
             existing = exc.data.get("order")
-            if activity.info().attempt > 1 and _is_ours(existing, inp):
+            ours_before = activity.info().attempt > 1 or inp.earlier_call_unanswered
+            if ours_before and _is_ours(existing, inp):
                 assert isinstance(existing, dict)
                 log.warning(
                     "cotpay.create_order.adopted",

@@ -32,12 +32,16 @@ class SignUpInput(ActivityModel):
 
 
 class CreateOrderInput(ActivityModel):
+    """``earlier_call_unanswered``: an earlier create-order call of this workflow got no definite
+    answer (it may have created the order), so a matching 10400 is ours even on attempt 1."""
+
     order_ref: str
     seller_id: str
     buyer_id: str
     amount: int
     description: str
     agent_id: str | None = None
+    earlier_call_unanswered: bool = False
 
 
 class OrderCallInput(ActivityModel):

@@ -145,10 +145,12 @@ class EscrowOrderWorkflow(EscrowMessages):
                     amount=inp.amount,
                     description=inp.description,
                     agent_id=inp.agent_id,
+                    earlier_call_unanswered=o.create_unanswered,
                 ),
                 CreateOrderResult,
             )
             if isinstance(created, calls.Failure):
+                o.create_unanswered = o.create_unanswered or not created.definite
                 self._creation_failed(created)
                 return self._creation_settled()
             o.cotpay_order_id = created.id_order

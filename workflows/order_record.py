@@ -63,6 +63,7 @@ class OrderRecord:
     return_called_at: datetime | None = None
     return_called: bool = False
     return_requested_at: datetime | None = None
+    create_unanswered: bool = False
     payout_live: bool = False
     return_live: bool = False
     finish_note: str = ""

@@ -1,0 +1,96 @@
+"""Money-path review: an operator retry of a create-order that got no answer adopts the order
+the unanswered call made, instead of parking again on its 10400 forever."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.cotpay_activities import CotpayActivities
+from activities.models import CreateOrderInput
+from cotpay.client import CotpayClient
+from sandbox.testing import RunningSandbox, running_sandbox
+from tests.workflow.fake_cotpay import FakeCotpay
+from tests.workflow.helpers import BUYER, SELLER, start, worker
+from workflows.escrow import EscrowOrderWorkflow
+from workflows.models import EscrowStatus, OperatorAction
+
+S = EscrowStatus
+
+
+@pytest.fixture
+async def acts(tmp_path: Path) -> AsyncIterator[CotpayActivities]:
+    sb: RunningSandbox
+    async with running_sandbox(tmp_path / "keys", payout_rule="immediate") as sb:
+        for user in (SELLER, BUYER):
+            r = await sb.admin.put(f"/sandbox/users/{user}", json={"name": "T"})
+            assert r.status_code in (200, 201), r.text
+        async with CotpayClient(sb.cotpay_settings()) as client:
+            yield CotpayActivities(
+                client, public_url="http://127.0.0.1:9", ipn_secret=SecretStr("s")
+            )
+
+
+def _create(ref: str, *, unanswered: bool, amount: int = 60_000) -> CreateOrderInput:
+    return CreateOrderInput(
+        order_ref=ref,
+        seller_id=SELLER,
+        buyer_id=BUYER,
+        amount=amount,
+        description="t",
+        earlier_call_unanswered=unanswered,
+    )
+
+
+async def test_first_attempt_adopts_when_an_earlier_call_went_unanswered(
+    acts: CotpayActivities,
+) -> None:
+    env = ActivityEnvironment()
+    first = await env.run(acts.create_order, _create("rv-1", unanswered=False))
+    again = await env.run(acts.create_order, _create("rv-1", unanswered=True))
+    assert again.adopted and again.id_order == first.id_order
+    with pytest.raises(ApplicationError) as caught:
+        await env.run(acts.create_order, _create("rv-1", unanswered=False))
+    assert caught.value.type == "OrderCodeExists"
+    with pytest.raises(ApplicationError) as caught:
+        await env.run(acts.create_order, _create("rv-1", unanswered=True, amount=70_000))
+    assert caught.value.type == "OrderCodeExists"
+
+
+async def test_operator_retry_after_an_unanswered_create_says_so(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = FakeCotpay()
+    fake.transport("create_order", 200)
+    async with worker(env, fake) as session:
+        order = await start(session)
+        view = await order.until(S.NEEDS_ATTENTION, skip=timedelta(minutes=1))
+        assert view.attention is not None and view.attention.step == "create"
+        assert "Timeout" in view.attention.reason
+        assert not fake.called("create_order")[0].arg.earlier_call_unanswered
+        fake.script["create_order"].clear()
+        calls = len(fake.called("create_order"))
+        await order.handle.execute_update(
+            EscrowOrderWorkflow.operator_action, OperatorAction(action="retry")
+        )
+        await order.until(S.AWAITING_PAYMENT)
+        assert fake.called("create_order")[calls].arg.earlier_call_unanswered
+
+
+async def test_retry_after_a_definite_10400_does_not_adopt(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    fake.fail("create_order", 10400, 10400, data={"order": {"idOrder": 5}})
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.until(S.NEEDS_ATTENTION)
+        await order.handle.execute_update(
+            EscrowOrderWorkflow.operator_action, OperatorAction(action="retry")
+        )
+        await order.calls_of("create_order", 2)
+        assert not any(c.arg.earlier_call_unanswered for c in fake.called("create_order"))
