@@ -157,7 +157,7 @@ class EscrowOrderWorkflow(EscrowMessages):
             how = "adopted the order created by an earlier attempt" if created.adopted else ""
             self._event("order_created", how or "order created", {"idOrder": created.id_order})
             self._upsert()
-        if o.payment is None:
+        if o.payment is None and not o.cancel_requested:
             verified = await self._call(
                 calls.VERIFY_ORDER,
                 VerifyOrderInput(**self._order_call().model_dump(), pay_method=inp.pay_method),

@@ -144,6 +144,7 @@ async def test_cancel_while_creating_waits_for_creation(env: WorkflowEnvironment
     fake.transport("verify_order", 1)
     async with worker(env, fake) as session:
         order = await start(session)
+        await order.calls_of("verify_order", 1)
         view = await order.handle.execute_update(EscrowOrderWorkflow.cancel, CancelRequest())
         assert view.status is S.CANCELLED
         assert view.payment is not None

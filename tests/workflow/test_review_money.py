@@ -16,6 +16,7 @@ from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, kinds, start, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
+    CancelRequest,
     DeliveryConfirmation,
     DisputeRequest,
     EscrowStatus,
@@ -283,3 +284,19 @@ async def test_ipn_before_the_cotpay_order_is_known_holds_no_money(
         view = await _operator(order, "cancel")
         assert isinstance(view, OrderView) and view.status is S.CANCELLED
         assert not fake.called("return_request")
+
+
+async def test_cancel_during_creation_does_not_open_the_payment(
+    env: WorkflowEnvironment,
+) -> None:
+    """A cancel that arrives while create-order runs must not be followed by verify-order: that
+    call opens the payment at Cotpay (a buyer could pay an order the shop cancelled)."""
+    fake = FakeCotpay()
+    fake.transport("create_order", 1)
+    async with worker(env, fake) as session:
+        order = await start(session)
+        await order.calls_of("create_order", 1)
+        view = await order.handle.execute_update(EscrowOrderWorkflow.cancel, CancelRequest())
+        assert view.status is S.CANCELLED
+        assert not fake.called("verify_order")
+        assert view.payment is None
