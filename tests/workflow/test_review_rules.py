@@ -1,0 +1,60 @@
+"""Money-path review, pure rules: the opposite money call is refused while the first is open."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows import rules
+from workflows.calls import Failure
+from workflows.models import EscrowStatus
+from workflows.rules import Facts, Refused
+
+S = EscrowStatus
+
+
+def _attention(**kw: bool) -> Facts:
+    return Facts(
+        status=S.NEEDS_ATTENTION,
+        money_held=True,
+        delivered=True,
+        payout_started=True,
+        attention_step="payment",
+        **kw,
+    )
+
+
+def _code(facts: Facts, action: str) -> str:
+    with pytest.raises(Refused) as caught:
+        rules.operator_action(facts, action)  # type: ignore[arg-type]
+    return caught.value.code
+
+
+def test_open_money_calls_block_the_opposite_call_only() -> None:
+    doubt = _attention(payout_in_doubt=True)
+    assert _code(doubt, "refund") == "payout_in_doubt"
+    assert rules.operator_action(doubt, "retry") is False
+    assert rules.operator_action(doubt, "release") is False
+    pending = _attention(return_pending=True)
+    assert _code(pending, "release") == "return_pending"
+    assert rules.operator_action(pending, "retry") is False
+    assert rules.operator_action(pending, "refund") is False
+    assert _code(_attention(return_pending=True), "cancel") == "money_held"
+
+
+@pytest.mark.parametrize(
+    ("kind", "definite"),
+    [
+        ("WalletNotLinked", True),
+        ("PayoutFailed", True),
+        ("PayoutTooEarly", True),
+        ("InformationMismatch", True),
+        ("InvalidRequest", True),
+        ("Timeout", False),
+        ("Transport", False),
+        ("OrderBusy", False),
+        ("Protocol", False),
+        ("UnknownCode", False),
+    ],
+)
+def test_which_failures_are_definite(kind: str, definite: bool) -> None:
+    assert Failure("payment", kind, None, "m").definite is definite
