@@ -96,7 +96,14 @@ class OrderRecord:
 
     @property
     def money_held(self) -> bool:
-        return self.holding_at is not None and self.paid_out_at is None and not self.refunded
+        """Cotpay holds the money: a HOLDING, and neither our status nor an IPN says it moved."""
+        return (
+            self.holding_at is not None
+            and self.paid_out_at is None
+            and not self.refunded
+            and self.return_outcome != IpnStatus.REFUNDED
+            and self.payout_outcome != IpnStatus.PAID_OUT
+        )
 
     @property
     def refunded(self) -> bool:

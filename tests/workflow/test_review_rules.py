@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from cotpay.ipn import IpnBody, IpnStep
+from tests.workflow.helpers import order_input
 from workflows import rules
 from workflows.calls import Failure
-from workflows.models import EscrowStatus
+from workflows.models import EscrowStatus, IpnSignal
+from workflows.order_record import OrderRecord
 from workflows.rules import Facts, Refused
 
 S = EscrowStatus
@@ -58,3 +63,24 @@ def test_open_money_calls_block_the_opposite_call_only() -> None:
 )
 def test_which_failures_are_definite(kind: str, definite: bool) -> None:
     assert Failure("payment", kind, None, "m").definite is definite
+
+
+def test_money_is_not_held_once_an_ipn_says_it_moved() -> None:
+    """A REFUNDED or PAID_OUT IPN recorded in the same activation as an operator action (before
+    the run loop turns it into the final status) already makes release/refund impossible."""
+    now = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    for status, step in (("REFUNDED", IpnStep.RETURN), ("PAID_OUT", IpnStep.PAYMENT)):
+        record = OrderRecord(
+            inp=order_input(), status=S.NEEDS_ATTENTION, status_since=now, cotpay_order_id=7
+        )
+        record.record_ipn(_ipn("HOLDING", IpnStep.VERIFY), now)
+        assert record.facts().money_held
+        record.record_ipn(_ipn(status, step), now)
+        assert not record.facts().money_held
+        with pytest.raises(Refused):
+            rules.operator_action(record.facts(), "release")
+
+
+def _ipn(status: str, step: IpnStep) -> IpnSignal:
+    body = IpnBody(idOrder=7, status=status, code=10100, amount=1000, transactionId=f"t-{status}")
+    return IpnSignal(step=step, body=body)
