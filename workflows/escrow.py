@@ -178,15 +178,21 @@ class EscrowOrderWorkflow(EscrowMessages):
         self._o.creation_settled = True
         return False
 
-    async def _check_users(self) -> bool:
+    async def _customers(self) -> CallResult | calls.Failure:
         inp = self._o.inp
-        checked = await self._call(
+        return await self._call(
             calls.CUSTOMER_ID,
             CustomerCheckInput(
                 order_ref=inp.order_ref, seller_id=inp.seller_id, buyer_id=inp.buyer_id
             ),
             CallResult,
         )
+
+    async def _check_users(self) -> bool:
+        """A sign-up refused with 10500 may mean the buyer exists by now (an unanswered earlier
+        attempt registered them, or another order did): check once more before failing."""
+        inp = self._o.inp
+        checked = await self._customers()
         if not isinstance(checked, calls.Failure):
             return True
         if checked.type == "BuyerNotFound" and inp.buyer is not None:
@@ -203,6 +209,11 @@ class EscrowOrderWorkflow(EscrowMessages):
             )
             if not isinstance(signed, calls.Failure):
                 self._event("buyer_signed_up", "buyer signed up on Cotpay")
+                return True
+            if signed.type == "ValidationFailed" and not isinstance(
+                await self._customers(), calls.Failure
+            ):
+                self._event("buyer_exists", "sign-up refused, but the buyer exists on Cotpay")
                 return True
             checked = signed
         self._creation_failed(checked)

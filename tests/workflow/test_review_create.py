@@ -19,7 +19,7 @@ from sandbox.testing import RunningSandbox, running_sandbox
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import BUYER, SELLER, start, worker
 from workflows.escrow import EscrowOrderWorkflow
-from workflows.models import EscrowStatus, OperatorAction
+from workflows.models import BuyerProfile, EscrowStatus, OperatorAction
 
 S = EscrowStatus
 
@@ -94,3 +94,30 @@ async def test_retry_after_a_definite_10400_does_not_adopt(env: WorkflowEnvironm
         )
         await order.calls_of("create_order", 2)
         assert not any(c.arg.earlier_call_unanswered for c in fake.called("create_order"))
+
+
+async def test_sign_up_refused_because_the_buyer_now_exists_continues(
+    env: WorkflowEnvironment,
+) -> None:
+    """sign-up retried after an unanswered attempt (which registered the buyer), or a concurrent
+    order signing the same buyer up, answers 10500 "phone registered": the buyer exists, so the
+    order goes on instead of FAILED."""
+    fake = FakeCotpay()
+    fake.fail("customer_id", 10300)
+    fake.fail("sign_up", 10500)
+    async with worker(env, fake) as session:
+        order = await start(session, buyer=BuyerProfile(name="Lan", email="lan@example.vn"))
+        view = await order.until(S.AWAITING_PAYMENT, S.FAILED)
+        assert view.status is S.AWAITING_PAYMENT
+        assert len(fake.called("customer_id")) == 2
+
+
+async def test_sign_up_refused_and_buyer_still_unknown_fails(env: WorkflowEnvironment) -> None:
+    fake = FakeCotpay()
+    fake.fail("customer_id", 10300, 10300)
+    fake.fail("sign_up", 10500)
+    async with worker(env, fake) as session:
+        order = await start(session, buyer=BuyerProfile(name="Lan", email="lan@example.vn"))
+        view = await order.until(S.FAILED, S.AWAITING_PAYMENT)
+        assert view.status is S.FAILED
+        assert view.attention is not None and view.attention.code == 10500
