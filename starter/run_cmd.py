@@ -387,6 +387,7 @@ def banner(plan: StackPlan) -> str:
         f"  HTTP gateway     {plan.gateway_url}  (OpenAPI: {plan.gateway_url}/openapi.json)"
     )
     lines.append(f"  API key          {api_key}")
+    lines.append(f"  Metrics          {plan.gateway_url}/metrics")
     if plan.external_cotpay is None:
         lines.append(f"  Cotpay sandbox   {plan.sandbox_url}  (payout rule {plan.payout_rule})")
     else:
