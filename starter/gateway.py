@@ -20,7 +20,7 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
-from cotpay.ipn import IpnStep, verify_ipn_signature
+from cotpay.ipn import IpnStatus, IpnStep, verify_ipn_signature
 from cotpay.logs import bind_order
 from cotpay.settings import CotpaySettings
 from starter.client import EscrowClient, OrderSummary, StartResult
@@ -42,6 +42,7 @@ from starter.metrics import (
     attention_gauge_loop,
     mount_metrics,
     record_ipn,
+    record_ipn_after_close,
     record_ipn_rejected,
     record_order_started,
 )
@@ -63,6 +64,7 @@ log = structlog.get_logger("cotpay_escrow.gateway")
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 COTPAY_ID_PATTERN = r"^[A-Za-z0-9+_-]{1,10}$"
 _STEPS = frozenset(s.value for s in IpnStep)
+_STRANDED_MONEY_STATUSES = frozenset({IpnStatus.HOLDING.value, IpnStatus.PAYOUT_FAILED.value})
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
 
 _STATUS_FOR: dict[type[EscrowClientError], int] = {
@@ -329,7 +331,18 @@ def create_app(
         try:
             await orders.send_ipn(order_ref, signal)
         except OrderClosed:
-            log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
+            record_ipn_after_close(body.status if body.known else "unknown")
+            if body.status in _STRANDED_MONEY_STATUSES:
+                # The order's workflow is gone but Cotpay says money is (still) held: the only
+                # trace is this line and its metric, so it is an error an operator must act on.
+                log.error(
+                    "ipn.after_close.money_held",
+                    **fields,
+                    transaction_id=body.transactionId,
+                    action="reconcile with Cotpay: request a return or pay out by hand",
+                )
+            else:
+                log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
             return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
         except EscrowClientError as exc:
             record_ipn_rejected(exc.code)

@@ -56,6 +56,11 @@ IPN_RECEIVED = prometheus_client.Counter(
 IPN_REJECTED = prometheus_client.Counter(
     "escrow_ipn_rejected", "IPN callbacks answered with an error", ["reason"]
 )
+IPN_AFTER_CLOSE = prometheus_client.Counter(
+    "escrow_ipn_after_close",
+    "IPNs for orders whose workflow had finished (HOLDING or PAYOUT_FAILED: money may be stranded)",
+    ["status"],
+)
 COTPAY_CALLS = prometheus_client.Counter(
     "escrow_cotpay_calls", "Calls to Cotpay by endpoint and answer code", ["endpoint", "code"]
 )
@@ -123,6 +128,10 @@ def record_ipn(step: str) -> None:
 def record_ipn_rejected(reason: str) -> None:
     """``reason`` is a stable code such as ``bad_signature``, ``bad_body``, ``temporal_error``."""
     IPN_REJECTED.labels(reason=reason).inc()
+
+
+def record_ipn_after_close(status: str) -> None:
+    IPN_AFTER_CLOSE.labels(status=status).inc()
 
 
 def record_cotpay_call(endpoint: str, code: str) -> None:

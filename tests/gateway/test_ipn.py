@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -15,6 +16,7 @@ from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
 from starter.client import EscrowClient
 from starter.codec import escrow_data_converter
+from starter.metrics import IPN_AFTER_CLOSE
 from starter.processes import free_port
 from starter.settings import EscrowSettings
 from tests.gateway.conftest import IPN_SECRET, gateway_client, new_ref, order_body
@@ -170,9 +172,14 @@ async def test_signed_unknown_step_is_404(http: httpx.AsyncClient) -> None:
 async def test_ipn_for_a_finished_order_is_recorded_and_200(http: httpx.AsyncClient) -> None:
     view = await start(http, sellerId="0009999999")
     assert view["status"] == "FAILED"
-    response = await post_ipn(http, view["orderRef"], "verify", {"status": "HOLDING"})
+    before = IPN_AFTER_CLOSE.labels(status="HOLDING")._value.get()
+    with structlog.testing.capture_logs() as logs:
+        response = await post_ipn(http, view["orderRef"], "verify", {"status": "HOLDING"})
     assert response.status_code == 200
     assert response.json() == {"ok": True, "recorded": True}
+    assert IPN_AFTER_CLOSE.labels(status="HOLDING")._value.get() == before + 1
+    stranded = [line for line in logs if line["event"] == "ipn.after_close.money_held"]
+    assert stranded and stranded[0]["log_level"] == "error"
 
 
 async def test_oversized_ipn_is_413(http: httpx.AsyncClient) -> None:
