@@ -2,10 +2,10 @@
 
 Talks HTTP only: the gateway (``/v1/orders``) for the shop's side and the sandbox admin API
 (``/sandbox/...``) for the buyer paying and the ledger check. With the ``t1-1600`` payout rule the
-payout is not allowed before 16:00 (Vietnam) the next day: the demo says so and stops, unless
-``--shift-clock`` sets the sandbox clock back a few days while the buyer pays, so the hold Cotpay
-reports (and the workflow counts from) lies before that instant and the payout follows at once;
-``run --payout-rule immediate`` needs neither.
+payout is not allowed before 16:00 (Vietnam) the next day. By default (``--shift-clock``) the
+demo sets the sandbox clock back a few days while the buyer pays, so the hold Cotpay reports (and
+the workflow counts from) lies before that instant and the payout follows at once; with
+``--no-shift-clock`` it says when the payout is due and stops there.
 """
 
 from __future__ import annotations
@@ -80,8 +80,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--shift-clock",
-        action="store_true",
-        help="t1-1600 rule: back-date the payment in the sandbox so the payout happens now",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "back-date the payment in the sandbox so Cotpay's T+1 16:00 instant has passed and"
+            " the payout happens now (default); --no-shift-clock shows the real wait"
+        ),
     )
     parser.set_defaults(func=_main)
 

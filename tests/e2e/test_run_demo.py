@@ -47,16 +47,16 @@ async def _wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
 
 
 def _run_process(
-    tmp_path: Path, env: dict[str, str] | None = None
+    tmp_path: Path, env: dict[str, str] | None = None, payout_rule: str | None = "immediate"
 ) -> tuple[ChildProcess, str, str]:
     temporal, sandbox, gateway = free_port(), free_port(), free_port()
+    rule = ["--payout-rule", payout_rule] if payout_rule else []
     run = ChildProcess(
         "run",
         [
             *CLI,
             "run",
-            "--payout-rule",
-            "immediate",
+            *rule,
             "--data-dir",
             str(tmp_path / "data"),
             "--headless",
@@ -114,11 +114,13 @@ async def _demo(gateway_url: str, sandbox_url: str) -> str:
 
 
 async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
-    run, gateway_url, sandbox_url = _run_process(tmp_path)
+    """`make run` and `cotpay-escrow demo` as a new user types them: default rule t1-1600."""
+    run, gateway_url, sandbox_url = _run_process(tmp_path, payout_rule=None)
     await run.start()
     try:
         await _wait_ready(run, gateway_url, within=60)
-        await _demo(gateway_url, sandbox_url)
+        text = await _demo(gateway_url, sandbox_url)
+        assert "payout rule t1-1600" in text and "sandbox clock restored" in text, text
         assert run.returncode is None, "run keeps going after the demo"
 
         assert run.process is not None
