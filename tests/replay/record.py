@@ -23,7 +23,13 @@ from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker
 from workflows.escrow import EscrowOrderWorkflow
-from workflows.models import DeliveryConfirmation, DisputeRequest, EscrowStatus, OperatorAction
+from workflows.models import (
+    CancelRequest,
+    DeliveryConfirmation,
+    DisputeRequest,
+    EscrowStatus,
+    OperatorAction,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
 S = EscrowStatus
@@ -73,11 +79,91 @@ async def attention_retry(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def payout_too_early(env: WorkflowEnvironment, session: Session) -> Order:
+    session.fake.fail("payment", 11100)
+    order = await start(session, order_ref="replay-too-early")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.calls_of("payment", 1)
+    await order.eventually(lambda v: any(e.kind == "payout_too_early" for e in v.timeline))
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+async def late_payment(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-late-payment")
+    await order.until(S.AWAITING_PAYMENT)
+    await env.sleep(timedelta(days=1, minutes=1))
+    await order.until(S.EXPIRED)
+    await env.sleep(timedelta(days=3))
+    await order.ipn("HOLDING", IpnStep.VERIFY, time=await env.get_current_time())
+    await order.until(S.RETURN_REQUESTED)
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-1")
+    return order
+
+
+async def rejected_release(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-rejected-release")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    await order.ipn("RETURN_REJECTED", IpnStep.RETURN, tx="reject-1")
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="release", operator="ops")
+    )
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+async def cancel_before_payment(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-cancel")
+    await order.until(S.AWAITING_PAYMENT)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.cancel, CancelRequest(reason="out of stock")
+    )
+    await order.until(S.CANCELLED)
+    return order
+
+
+async def duplicate_ipns(env: WorkflowEnvironment, session: Session) -> Order:
+    order = await start(session, order_ref="replay-duplicates")
+    await order.until(S.AWAITING_PAYMENT)
+    await order.ipn("PAYMENT_FAILED", IpnStep.VERIFY, tx="f-1")
+    await order.eventually(lambda v: any(e.kind == "ipn" for e in v.timeline))
+    held = await order.hold()
+    await order.ipn("HOLDING", IpnStep.VERIFY, time=held.held_at)
+    await order.ipn("PAYMENT_FAILED", IpnStep.VERIFY, tx="f-0")
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, id_order=999_999)
+    await order.ipn("CHARGEBACK", IpnStep.VERIFY, tx="c-1")
+    await order.eventually(lambda v: any(e.kind == "ipn_unknown" for e in v.timeline))
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
     "expiry": expiry,
     "attention_retry": attention_retry,
+    "payout_too_early": payout_too_early,
+    "late_payment": late_payment,
+    "rejected_release": rejected_release,
+    "cancel_before_payment": cancel_before_payment,
+    "duplicate_ipns": duplicate_ipns,
 }
 
 
