@@ -150,7 +150,6 @@ async def duplicate_ipns(env: WorkflowEnvironment, session: Session) -> Order:
     await env.sleep(timedelta(days=2))
     await order.until(S.PAID_OUT)
     await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
-    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
     return order
 
 
