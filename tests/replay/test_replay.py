@@ -36,7 +36,12 @@ def history_of(path: Path) -> WorkflowHistory:
 def test_histories_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
     assert {"happy_path", "return_path", "expiry", "attention_retry"} <= names
-    assert {"payout_too_early", "late_payment", "rejected_release"} <= names
+    assert {
+        "payout_too_early",
+        "late_payment",
+        "rejected_release",
+        "cancel_before_payment",
+    } <= names
     assert "happy_path_encrypted" in names
 
 
