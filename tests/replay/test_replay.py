@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -41,8 +42,15 @@ def test_histories_are_committed() -> None:
         "late_payment",
         "rejected_release",
         "cancel_before_payment",
+        "duplicate_ipns",
     } <= names
     assert "happy_path_encrypted" in names
+
+
+def test_histories_end_in_a_closed_workflow() -> None:
+    for path in HISTORIES:
+        last = history_of(path).events[-1]
+        assert last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, path.stem
 
 
 def test_encrypted_history_is_encrypted_and_plain_ones_are_not() -> None:
