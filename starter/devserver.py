@@ -21,17 +21,14 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from starter.processes import ChildProcess, free_port, port_in_use
+from workflows.search_attributes import SEARCH_ATTRIBUTES as ESCROW_SEARCH_ATTRIBUTES
 
 log = structlog.get_logger(__name__)
 
-# DESIGN.md 5: registered at every start (a no-op when the SQLite file already has them).
-SEARCH_ATTRIBUTES: tuple[tuple[str, str], ...] = (
-    ("EscrowStatus", "Keyword"),
-    ("CotpayOrderId", "Int"),
-    ("SellerId", "Keyword"),
-    ("BuyerId", "Keyword"),
-    ("EscrowAmount", "Int"),
-    ("PayoutNotBefore", "Datetime"),
+# DESIGN.md 5 (workflows/search_attributes.py), as ``--search-attribute NAME=Type`` wants them
+# (KEYWORD -> Keyword): registered at every start (a no-op when the SQLite file already has them).
+SEARCH_ATTRIBUTES: tuple[tuple[str, str], ...] = tuple(
+    (name, kind.name.title().replace("_", "")) for name, kind in ESCROW_SEARCH_ATTRIBUTES.items()
 )
 
 
