@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt
 
 from cotpay.models import MIN_AMOUNT, CotpayId, Description, PayMethod
+from starter.client import IDENTITY_FIELDS
 from starter.settings import EscrowSettings
 from workflows.models import (
     BuyerProfile,
@@ -79,11 +80,7 @@ class CreateOrderBody(Model):
         """The input fields two starts of one ``orderRef`` must agree on: the identity fields
         plus every optional field this body set explicitly."""
         optional = {"buyer", "payout_rule", "timers", "auto_release"}
-        return frozenset(
-            {"order_ref", "seller_id", "buyer_id", "amount", "description", "pay_method"}
-            | {"agent_id"}
-            | (optional & self.model_fields_set)
-        )
+        return IDENTITY_FIELDS | (optional & self.model_fields_set)
 
 
 def _or(value: timedelta | None, default: timedelta) -> timedelta:
