@@ -85,7 +85,8 @@ DEFAULT_START_WAIT = timedelta(seconds=30)
 _UNAVAILABLE = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
-_COTPAY_ID = re.compile(r"^[A-Za-z0-9+_-]{1,10}$")
+COTPAY_ID_PATTERN = r"^[A-Za-z0-9+_-]{1,10}$"  # the ids list filters accept
+_COTPAY_ID = re.compile(COTPAY_ID_PATTERN)
 _CODED = re.compile(r"^([a-z][a-z0-9_]{1,48}): (.+)$", re.DOTALL)
 
 

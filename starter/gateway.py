@@ -23,7 +23,7 @@ from temporalio.client import Client
 from cotpay.ipn import IpnStatus, IpnStep, verify_ipn_signature
 from cotpay.logs import bind_order
 from cotpay.settings import CotpaySettings
-from starter.client import EscrowClient, OrderSummary, StartResult
+from starter.client import COTPAY_ID_PATTERN, EscrowClient, OrderSummary, StartResult
 from starter.errors import (
     EscrowClientError,
     InvalidState,
@@ -62,7 +62,6 @@ from workflows.models import (
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-COTPAY_ID_PATTERN = r"^[A-Za-z0-9+_-]{1,10}$"
 _STEPS = frozenset(s.value for s in IpnStep)
 _STRANDED_MONEY_STATUSES = frozenset({IpnStatus.HOLDING.value, IpnStatus.PAYOUT_FAILED.value})
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
