@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.client import Client
 
@@ -18,32 +15,10 @@ from starter.demo_cmd import run_demo
 from starter.processes import ChildProcess, free_port
 from starter.settings import TemporalSettings
 
+from .run_process import CLI, clean_env, cli, wait_ready
 from .stack import API_KEY, Stack, cotpay_env, stack_on
 
 pytestmark = pytest.mark.e2e
-
-CLI = [sys.executable, "-m", "starter.cli"]
-
-
-def _clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_", "ESCROW_"))
-    }
-
-
-async def _wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            assert run.returncode is None, run.log_tail(40)
-            try:
-                healthy = (await http.get(f"{gateway}/healthz")).status_code == 200
-                if healthy and "cotpay-escrow demo" in run.log_tail(40):
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"`run` not ready within {within}s:\n{run.log_tail(40)}")
 
 
 def _run_process(
@@ -67,7 +42,7 @@ def _run_process(
             "--gateway-port",
             str(gateway),
         ],
-        env={**_clean_env(), **(env or {})},
+        env={**clean_env(), **(env or {})},
         log_file=tmp_path / "run.log",
     )
     return run, f"http://127.0.0.1:{gateway}", f"http://127.0.0.1:{sandbox}"
@@ -92,8 +67,7 @@ def _alive(pid: int) -> bool:
 
 
 async def _demo(gateway_url: str, sandbox_url: str) -> str:
-    demo = await asyncio.create_subprocess_exec(
-        *CLI,
+    code, text = await cli(
         "demo",
         "--gateway-url",
         gateway_url,
@@ -101,13 +75,10 @@ async def _demo(gateway_url: str, sandbox_url: str) -> str:
         sandbox_url,
         "--timeout",
         "30",
-        env=_clean_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        env=clean_env(),
+        within=120,
     )
-    out, _ = await asyncio.wait_for(demo.communicate(), 120)
-    text = out.decode()
-    assert demo.returncode == 0, text
+    assert code == 0, text
     assert "PAID_OUT" in text
     assert "exactly one payout" in text
     return text
@@ -118,7 +89,7 @@ async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
     run, gateway_url, sandbox_url = _run_process(tmp_path, payout_rule=None)
     await run.start()
     try:
-        await _wait_ready(run, gateway_url, within=60)
+        await wait_ready(run, gateway_url, within=60)
         text = await _demo(gateway_url, sandbox_url)
         assert "payout rule t1-1600" in text and "sandbox clock restored" in text, text
         assert run.returncode is None, "run keeps going after the demo"
@@ -138,7 +109,7 @@ async def test_run_stops_everything_when_a_part_dies(tmp_path: Path) -> None:
     run, gateway_url, _ = _run_process(tmp_path)
     await run.start()
     try:
-        await _wait_ready(run, gateway_url, within=60)
+        await wait_ready(run, gateway_url, within=60)
         assert run.pid is not None
         children = _children(run.pid)
         workers = [pid for pid, cmd in children.items() if " -m worker" in cmd]
@@ -162,7 +133,7 @@ async def test_run_with_another_cotpay_starts_no_sandbox(
     run, gateway_url, _ = _run_process(tmp_path, cotpay_env(sandbox.cotpay_settings()))
     await run.start()
     try:
-        await _wait_ready(run, gateway_url, within=60)
+        await wait_ready(run, gateway_url, within=60)
         assert run.pid is not None
         children = _children(run.pid).values()
         assert len(children) == 3, children

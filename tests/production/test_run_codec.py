@@ -8,13 +8,10 @@ reads the order with ``ESCROW_CODEC_KEYS_FILE`` as the banner says.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import stat
-import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +22,11 @@ from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
 from starter.processes import ChildProcess, free_port
+from tests.e2e.run_process import CLI, clean_env, cli, wait_ready
 from workflows.models import workflow_id_for
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-m", "starter.cli"]
 TOKEN = "run-codec-test-token"
 BUYER_NAME = "Vo Thi Lan"
 BUYER_EMAIL = "lan.vo@example.vn"
@@ -46,27 +43,6 @@ class RunningStack:
     sandbox: str
 
 
-def clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_", "ESCROW_"))
-    }
-
-
-async def wait_ready(run: ChildProcess, gateway: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            assert run.returncode is None, run.log_tail(40)
-            try:
-                healthy = (await http.get(f"{gateway}/healthz")).status_code == 200
-                if healthy and "cotpay-escrow demo" in run.log_tail(60):
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"`run` not ready within {within}s:\n{run.log_tail(40)}")
-
-
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
     work = tmp_path_factory.mktemp("run-codec")
@@ -80,7 +56,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     await run.start()
     try:
-        await wait_ready(run, url["gateway"], within=60)
+        await wait_ready(run, url["gateway"], within=60, tail=60)
         yield RunningStack(
             run=run,
             data=work / "data",
@@ -151,19 +127,6 @@ async def test_history_is_encrypted_and_the_ui_codec_decrypts_it(stack: RunningS
     [decoded] = r.json()["payloads"]
     order = json.loads(base64.b64decode(decoded["data"]))
     assert order["buyer"] == {"name": BUYER_NAME, "email": BUYER_EMAIL}
-
-
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 async def test_cli_in_another_terminal_reads_orders_with_the_key_file(stack: RunningStack) -> None:
