@@ -16,7 +16,7 @@ from temporalio.runtime import Runtime
 
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
-from starter.codec import CodecError, CodecSettings
+from starter.codec import CodecError
 from starter.gateway_server import serve_gateway
 from starter.metrics import MetricsSettings, temporal_runtime
 from starter.order_cmd import release_client
@@ -74,7 +74,6 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
         host=host,
         port=port,
         task_queue=temporal.task_queue,
-        search_salt=CodecSettings().search_salt_hex(),
     )
 
 

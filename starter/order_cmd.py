@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from cotpay.models import PayMethod
 from starter.client import EscrowClient, StartResult
-from starter.codec import CodecError, CodecSettings
+from starter.codec import CodecError
 from starter.errors import EscrowClientError
 from starter.gateway_models import CreateOrderBody
 from starter.settings import EscrowSettings, TemporalSettings
@@ -41,20 +41,13 @@ _T = TypeVar("_T")
 # --- running --------------------------------------------------------------------------------
 
 
-async def _act(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
+async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
     from starter.temporal_client import connect
 
-    settings = TemporalSettings()
-    client = await connect(settings)
-    orders = EscrowClient(
-        client, task_queue=settings.task_queue, search_salt=CodecSettings().search_salt_hex()
-    )
-    return await action(orders)
-
-
-async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
     try:
-        return await _act(action)
+        settings = TemporalSettings()
+        client = await connect(settings)
+        return await action(EscrowClient(client, task_queue=settings.task_queue))
     finally:
         await release_client()
 
