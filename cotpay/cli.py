@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import re
 import sys
 import types
@@ -151,7 +150,6 @@ async def _call(settings: CotpaySettings, endpoint: Endpoint, payload: dict[str,
 def run(args: argparse.Namespace) -> int:
     endpoint: Endpoint = args.api_endpoint
     configure_logging()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     payload = _payload(args)
     if not args.skip_validation:
         try:
