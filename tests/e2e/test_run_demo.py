@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -144,14 +145,14 @@ async def test_run_with_another_cotpay_starts_no_sandbox(
         await run.stop(grace=30)
 
 
-async def test_demo_shift_clock_pays_out_under_t1_1600(
+@pytest.fixture
+async def t1_gateway(
     temporal_settings: TemporalSettings,
     temporal_client: Client,
     sandbox: RunningSandbox,
     stack: Stack,
-) -> None:
+) -> AsyncIterator[str]:
     """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
-    lines: list[str] = []
     async with stack_on(
         temporal_settings,
         temporal_client,
@@ -159,14 +160,21 @@ async def test_demo_shift_clock_pays_out_under_t1_1600(
         in_process_worker=False,
         payout_rule="t1-1600",
     ) as t1:
-        code = await run_demo(
-            t1.gateway_url,
-            sandbox.base_url,
-            api_key=API_KEY,
-            step_timeout=30,
-            shift_clock=True,
-            out=lines.append,
-        )
+        yield t1.gateway_url
+
+
+async def test_demo_shift_clock_pays_out_under_t1_1600(
+    t1_gateway: str, sandbox: RunningSandbox
+) -> None:
+    lines: list[str] = []
+    code = await run_demo(
+        t1_gateway,
+        sandbox.base_url,
+        api_key=API_KEY,
+        step_timeout=30,
+        shift_clock=True,
+        out=lines.append,
+    )
     text = "\n".join(lines)
     assert code == 0, text
     assert "payout rule t1-1600" in text
@@ -177,23 +185,12 @@ async def test_demo_shift_clock_pays_out_under_t1_1600(
 
 
 async def test_demo_without_shift_clock_says_what_it_waits_for(
-    temporal_settings: TemporalSettings,
-    temporal_client: Client,
-    sandbox: RunningSandbox,
-    stack: Stack,
+    t1_gateway: str, sandbox: RunningSandbox
 ) -> None:
-    """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
     lines: list[str] = []
-    async with stack_on(
-        temporal_settings,
-        temporal_client,
-        sandbox,
-        in_process_worker=False,
-        payout_rule="t1-1600",
-    ) as t1:
-        code = await run_demo(
-            t1.gateway_url, sandbox.base_url, api_key=API_KEY, step_timeout=30, out=lines.append
-        )
+    code = await run_demo(
+        t1_gateway, sandbox.base_url, api_key=API_KEY, step_timeout=30, out=lines.append
+    )
     text = "\n".join(lines)
     assert code == 0, text
     assert "pays out not before" in text and "16:00 Vietnam time" in text
