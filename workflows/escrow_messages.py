@@ -48,11 +48,6 @@ with workflow.unsafe.imports_passed_through():
 S = EscrowStatus
 
 
-def _checked(rule: Callable[[], bool]) -> bool:
-    """Re-run a validator rule inside its handler (its ``Refused`` fails the update)."""
-    return rule()
-
-
 class EscrowMessages:
     def __init__(self, inp: OrderInput) -> None:
         self._o = OrderRecord(inp=inp, status=S.CREATING, status_since=workflow.now())
@@ -203,10 +198,12 @@ class EscrowMessages:
         apply()
 
     # --- updates -----------------------------------------------------------------------------
+    # Each handler runs its rule again (another message may have moved the order since the
+    # validator accepted this one); a ``Refused`` raised there fails the update.
 
     @workflow.update
     async def confirm_delivery(self, msg: DeliveryConfirmation) -> OrderView:
-        if not _checked(lambda: rules.confirm_delivery(self._o.facts())):
+        if not rules.confirm_delivery(self._o.facts()):
             self._apply_delivery(msg)
         return self._o.view()
 
@@ -216,7 +213,7 @@ class EscrowMessages:
 
     @workflow.update
     async def open_dispute(self, msg: DisputeRequest) -> OrderView:
-        if not _checked(lambda: rules.open_dispute(self._o.facts())):
+        if not rules.open_dispute(self._o.facts()):
             self._apply_dispute(msg)
         return self._o.view()
 
@@ -226,7 +223,7 @@ class EscrowMessages:
 
     @workflow.update
     async def cancel(self, msg: CancelRequest) -> OrderView:
-        if not _checked(lambda: rules.cancel(self._o.facts())):
+        if not rules.cancel(self._o.facts()):
             self._apply_cancel(msg)
             await workflow.wait_condition(lambda: self._o.status is not S.CREATING)
         return self._o.view()
@@ -237,7 +234,7 @@ class EscrowMessages:
 
     @workflow.update
     async def operator_action(self, msg: OperatorAction) -> OrderView:
-        if not _checked(lambda: rules.operator_action(self._o.facts(), msg.action)):
+        if not rules.operator_action(self._o.facts(), msg.action):
             self._apply_operator(msg)
         return self._o.view()
 
