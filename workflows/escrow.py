@@ -387,13 +387,12 @@ class EscrowOrderWorkflow(EscrowMessages):
         )
         outcome = o.late_outcome()
         if o.status is S.NEEDS_ATTENTION and outcome is not None:
-            o.attention = None
             if outcome is S.REFUNDED:
                 o.refunded_at = workflow.now()
             else:
                 o.paid_out_at = workflow.now()
             self._transition(outcome, f"{outcome.value} IPN while waiting for an operator")
-            return outcome is S.PAID_OUT or outcome is S.REFUNDED
+            return True
         return False
 
     def _resume_after_retry(self) -> None:
