@@ -13,7 +13,7 @@ import getpass
 from typing import Any
 
 from starter.client import EscrowClient, OrderSummary
-from starter.order_cmd import dump, fail, render_view, run_action, table, when
+from starter.order_cmd import dump, fail, json_flag, render_view, run_action, table, when
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
 
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--seller", default=None, help="only this seller's orders (Cotpay id)")
     listing.add_argument("--buyer", default=None, help="only this buyer's orders (Cotpay id)")
     listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    json_flag(listing)
     listing.set_defaults(func=_list)
 
     helps = {
@@ -99,5 +99,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("order_ref", metavar="ORDER_REF")
         command.add_argument("--note", default="", help="why (recorded on the order)")
         command.add_argument("--operator", default="", help="who (default: login name)")
-        command.add_argument("--json", action="store_true", help="print JSON instead of text")
+        json_flag(command)
         command.set_defaults(func=_act, action=name)

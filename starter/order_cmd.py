@@ -226,7 +226,7 @@ def _cancel(args: argparse.Namespace) -> int:
     return run_action(args, action, render_view, dump)
 
 
-def _json_flag(parser: argparse.ArgumentParser) -> None:
+def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -259,28 +259,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument(
         "--auto-release", action="store_true", help="pay out without a delivery message"
     )
-    _json_flag(start)
+    json_flag(start)
     start.set_defaults(func=_start)
 
     status = commands.add_parser("status", help="show an order, what it waits for, its timeline")
     status.add_argument("order_ref", metavar="ORDER_REF")
-    _json_flag(status)
+    json_flag(status)
     status.set_defaults(func=_status)
 
     deliver = commands.add_parser("deliver", help="confirm the goods were delivered")
     deliver.add_argument("order_ref", metavar="ORDER_REF")
     deliver.add_argument("--note", default="")
-    _json_flag(deliver)
+    json_flag(deliver)
     deliver.set_defaults(func=_deliver)
 
     dispute = commands.add_parser("dispute", help="open a dispute (return request)")
     dispute.add_argument("order_ref", metavar="ORDER_REF")
     dispute.add_argument("--reason", default="")
-    _json_flag(dispute)
+    json_flag(dispute)
     dispute.set_defaults(func=_dispute)
 
     cancel = commands.add_parser("cancel", help="cancel an order before it is paid")
     cancel.add_argument("order_ref", metavar="ORDER_REF")
     cancel.add_argument("--reason", default="")
-    _json_flag(cancel)
+    json_flag(cancel)
     cancel.set_defaults(func=_cancel)
