@@ -67,13 +67,3 @@ class CreateOrderResult(ActivityModel):
     id_order: int
     adopted: bool = False
     order: dict[str, Any] | None = None
-
-
-ACTIVITY_NAMES = (
-    "cotpay.customer_id",
-    "cotpay.sign_up",
-    "cotpay.create_order",
-    "cotpay.verify_order",
-    "cotpay.payment",
-    "cotpay.return_request",
-)
