@@ -86,6 +86,15 @@ class CotpayActivities:
         bound.info("cotpay.activity.ok")
         return result
 
+    def _order_fields(self, inp: OrderCallInput, step: IpnStep) -> dict[str, Any]:
+        """The fields of verify-order, payment and return-request that name the Cotpay order."""
+        return {
+            "idOrder": inp.id_order,
+            "partnerId": inp.seller_id,
+            "buyerId": inp.buyer_id,
+            "ipnUrl": self._ipn(inp.order_ref, step),
+        }
+
     @staticmethod
     def _request(endpoint: str, build: Any, **fields: Any) -> Any:
         try:
@@ -159,11 +168,8 @@ class CotpayActivities:
         request = self._request(
             "verify-order",
             VerifyOrderRequest,
-            idOrder=inp.id_order,
-            partnerId=inp.seller_id,
-            buyerId=inp.buyer_id,
             payMethod=inp.pay_method,
-            ipnUrl=self._ipn(inp.order_ref, IpnStep.VERIFY),
+            **self._order_fields(inp, IpnStep.VERIFY),
         )
         answer = await self._call("verify-order", inp.order_ref, self._client.verify_order(request))
         return _data_result(answer)
@@ -171,12 +177,7 @@ class CotpayActivities:
     @activity.defn(name="cotpay.payment")
     async def payment(self, inp: OrderCallInput) -> CallResult:
         request = self._request(
-            "payment",
-            PaymentRequest,
-            idOrder=inp.id_order,
-            partnerId=inp.seller_id,
-            buyerId=inp.buyer_id,
-            ipnUrl=self._ipn(inp.order_ref, IpnStep.PAYMENT),
+            "payment", PaymentRequest, **self._order_fields(inp, IpnStep.PAYMENT)
         )
         answer = await self._call("payment", inp.order_ref, self._client.payment(request))
         return _data_result(answer)
@@ -184,12 +185,7 @@ class CotpayActivities:
     @activity.defn(name="cotpay.return_request")
     async def return_request(self, inp: OrderCallInput) -> CallResult:
         request = self._request(
-            "return-request",
-            ReturnRequest,
-            idOrder=inp.id_order,
-            partnerId=inp.seller_id,
-            buyerId=inp.buyer_id,
-            ipnUrl=self._ipn(inp.order_ref, IpnStep.RETURN),
+            "return-request", ReturnRequest, **self._order_fields(inp, IpnStep.RETURN)
         )
         answer = await self._call(
             "return-request", inp.order_ref, self._client.return_request(request)
