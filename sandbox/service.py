@@ -121,18 +121,17 @@ class SandboxService:
             return Reply(10300, data_field)
         return None
 
-    def _order_for(
-        self, id_order: int, partner_id: str, buyer_id: str
-    ) -> tuple[Order | None, Reply | None]:
+    def _order_for(self, id_order: int, partner_id: str, buyer_id: str) -> Order | Reply:
+        """The order the call names, or the answer refusing it."""
         missing = self._parties(partner_id, buyer_id, "data")
         if missing is not None:
-            return None, missing
+            return missing
         order = self.store.orders.get(id_order)
         if order is None:
-            return None, Reply(10700, "data")
+            return Reply(10700, "data")
         if order.partnerId != partner_id or order.buyerId != buyer_id:
-            return None, Reply(11300, "data")
-        return order, None
+            return Reply(11300, "data")
+        return order
 
     def _transaction_id(self, prefix: str, id_order: int) -> str:
         return f"{prefix}{id_order}-{secrets.token_hex(4).upper()}"
@@ -229,9 +228,9 @@ class SandboxService:
         return Reply(SUCCESS, "order", order.wire())
 
     def verify_order(self, request: VerifyOrderRequest) -> Reply:
-        order, problem = self._order_for(request.idOrder, request.partnerId, request.buyerId)
-        if problem is not None or order is None:
-            return problem or Reply(10700, "data")
+        order = self._order_for(request.idOrder, request.partnerId, request.buyerId)
+        if isinstance(order, Reply):
+            return order
         if order.status in (
             OrderStatus.CREATED,
             OrderStatus.AWAITING_PAYMENT,
@@ -245,9 +244,9 @@ class SandboxService:
         return Reply(SUCCESS, "data", payment_url(self.base_url, order))
 
     async def payment(self, request: PaymentRequest) -> Reply:
-        order, problem = self._order_for(request.idOrder, request.partnerId, request.buyerId)
-        if problem is not None or order is None:
-            return problem or Reply(10700, "data")
+        order = self._order_for(request.idOrder, request.partnerId, request.buyerId)
+        if isinstance(order, Reply):
+            return order
         lock = self.lock_for(order.idOrder)
         if lock.locked():
             return Reply(11800, "data")
@@ -293,9 +292,9 @@ class SandboxService:
         return Reply(SUCCESS, "data", transaction_id)
 
     async def return_request(self, request: ReturnRequest) -> Reply:
-        order, problem = self._order_for(request.idOrder, request.partnerId, request.buyerId)
-        if problem is not None or order is None:
-            return problem or Reply(10700, "data")
+        order = self._order_for(request.idOrder, request.partnerId, request.buyerId)
+        if isinstance(order, Reply):
+            return order
         lock = self.lock_for(order.idOrder)
         if lock.locked():
             return Reply(11800, "data")
