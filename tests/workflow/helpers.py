@@ -20,6 +20,7 @@ from cotpay.ipn import IpnBody, IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
+    DeliveryConfirmation,
     EscrowStatus,
     IpnSignal,
     OrderInput,
@@ -153,6 +154,15 @@ async def start(session: Session, **overrides: Any) -> Order:
     )
     order = Order(session.env, session.fake, handle, inp)
     session.orders.append(order)
+    return order
+
+
+async def delivered(session: Session, **overrides: Any) -> Order:
+    """A new order whose money is held and whose delivery the shop confirmed."""
+    order = await start(session, **overrides)
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await order.until(EscrowStatus.DELIVERED)
     return order
 
 

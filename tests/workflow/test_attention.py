@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
-from tests.workflow.helpers import Order, Session, start, worker
+from tests.workflow.helpers import delivered, start, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
     BuyerProfile,
@@ -19,14 +19,6 @@ from workflows.models import (
 )
 
 S = EscrowStatus
-
-
-async def _delivered(session: Session, **overrides: object) -> Order:
-    order = await start(session, **overrides)
-    await order.hold()
-    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
-    await order.until(S.DELIVERED)
-    return order
 
 
 @pytest.mark.parametrize(
@@ -39,7 +31,7 @@ async def test_payout_code_needs_attention_then_operator(
     fake = FakeCotpay()
     fake.fail("payment", code)
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         view = await order.until(S.NEEDS_ATTENTION)
         assert view.attention is not None
@@ -60,7 +52,7 @@ async def test_transport_errors_and_11800_are_retried(env: WorkflowEnvironment) 
     fake.transport("payment", 2)
     fake.fail("payment", 11800)
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.PAID_OUT, skip=timedelta(seconds=30))
         assert [c.attempt for c in fake.called("payment")] == [1, 2, 3, 4]
@@ -150,7 +142,7 @@ async def test_order_code_exists_parks_with_the_evidence(env: WorkflowEnvironmen
 async def test_payout_failed_ipn_after_payout_needs_attention(env: WorkflowEnvironment) -> None:
     fake = FakeCotpay()
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.PAID_OUT)
         await order.ipn("PAYOUT_FAILED", IpnStep.PAYMENT, tx="p-1")

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
-from tests.workflow.helpers import kinds, start, worker
+from tests.workflow.helpers import delivered, kinds, start, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
     CancelRequest,
@@ -142,11 +142,7 @@ async def test_failure_ipn_of_an_earlier_call_is_stale(env: WorkflowEnvironment)
     fake = FakeCotpay()
     fake.fail("payment", 10800)
     async with worker(env, fake) as session:
-        order = await start(session)
-        await order.hold()
-        await order.handle.execute_update(
-            EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation()
-        )
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.NEEDS_ATTENTION)
         first_call = fake.called("payment")[0].at

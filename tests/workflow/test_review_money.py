@@ -13,11 +13,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnBody, IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
-from tests.workflow.helpers import Order, Session, kinds, start, worker
+from tests.workflow.helpers import Order, delivered, kinds, start, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
     CancelRequest,
-    DeliveryConfirmation,
     DisputeRequest,
     EscrowStatus,
     IpnSignal,
@@ -40,14 +39,6 @@ async def _refused(order: Order, action: str) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as caught:
         await _operator(order, action)
     return str(caught.value.cause)
-
-
-async def _delivered(session: Session) -> Order:
-    order = await start(session)
-    await order.hold()
-    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
-    await order.until(S.DELIVERED)
-    return order
 
 
 async def test_release_refused_while_the_return_request_is_pending(
@@ -94,7 +85,7 @@ async def test_refund_refused_while_a_payout_may_have_happened(env: WorkflowEnvi
     fake = FakeCotpay()
     fake.transport("payment", 200)
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         view = await order.until(S.NEEDS_ATTENTION, skip=RETRY_SKIP)
         assert view.attention is not None
@@ -112,7 +103,7 @@ async def test_refund_allowed_after_a_definite_payout_refusal(env: WorkflowEnvir
     fake = FakeCotpay()
     fake.fail("payment", 10900)
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.NEEDS_ATTENTION)
         await _operator(order, "refund")
@@ -147,7 +138,7 @@ async def test_concurrent_operator_actions_start_one_money_call(
     fake = FakeCotpay()
     fake.fail("payment", 10900)
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.NEEDS_ATTENTION)
         outcomes = await asyncio.gather(
@@ -206,7 +197,7 @@ async def test_payout_too_early_forever_parks_with_the_reason(env: WorkflowEnvir
     fake = FakeCotpay()
     fake.fail("payment", *([11100] * 40))
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         view = await order.until(S.NEEDS_ATTENTION, skip=timedelta(days=1))
         assert view.attention is not None
         assert (view.attention.step, view.attention.code) == ("payment", 11100)
@@ -234,7 +225,7 @@ async def test_second_payout_failure_without_transaction_id_is_not_dropped(
     while Cotpay still holds the money."""
     fake = FakeCotpay()
     async with worker(env, fake) as session:
-        order = await _delivered(session)
+        order = await delivered(session)
         await env.sleep(timedelta(days=2))
         await order.until(S.PAID_OUT)
         await _raw_ipn(order, "PAYOUT_FAILED", IpnStep.PAYMENT, time=await env.get_current_time())
