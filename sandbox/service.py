@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,21 +345,30 @@ class SandboxService:
     def ledger(self) -> dict[str, Any]:
         return {"orders": [self.ledger_for(o) for o in self.store.orders.values()]}
 
-    async def admin_pay(self, id_order: int, success: bool) -> dict[str, Any]:
-        order = self._admin_order(id_order)
+    @asynccontextmanager
+    async def _admin_change(
+        self, id_order: int, needs: OrderStatus, what: str, first: str
+    ) -> AsyncIterator[Order]:
+        """A copy of the order to change under its money lock, once it is in state ``needs``."""
+        self._admin_order(id_order)
         lock = self.lock_for(id_order)
         if lock.locked():
             raise AdminError(409, "order_busy", "another money call is running on this order")
         async with lock:
-            current = self.store.orders[order.idOrder]
-            if current.status is not OrderStatus.AWAITING_PAYMENT:
+            current = self.store.orders[id_order]
+            if current.status is not needs:
                 raise AdminError(
                     409,
                     "invalid_state",
-                    f"order is {current.status.value}; payment needs AWAITING_PAYMENT "
-                    "(call verify-order first)",
+                    f"order is {current.status.value}; {what} needs {needs.value} "
+                    f"(call {first} first)",
                 )
-            updated = current.model_copy(deep=True)
+            yield current.model_copy(deep=True)
+
+    async def admin_pay(self, id_order: int, success: bool) -> dict[str, Any]:
+        async with self._admin_change(
+            id_order, OrderStatus.AWAITING_PAYMENT, "payment", "verify-order"
+        ) as updated:
             if not success:
                 updated.status = OrderStatus.PAYMENT_FAILED
                 seq = self._notify(updated, IpnStatus.PAYMENT_FAILED, None)
@@ -375,20 +386,9 @@ class SandboxService:
             return self.order_view(id_order)
 
     async def admin_return(self, id_order: int, approve: bool) -> dict[str, Any]:
-        order = self._admin_order(id_order)
-        lock = self.lock_for(id_order)
-        if lock.locked():
-            raise AdminError(409, "order_busy", "another money call is running on this order")
-        async with lock:
-            current = self.store.orders[order.idOrder]
-            if current.status is not OrderStatus.RETURN_PENDING:
-                raise AdminError(
-                    409,
-                    "invalid_state",
-                    f"order is {current.status.value}; a decision needs RETURN_PENDING "
-                    "(call return-request first)",
-                )
-            updated = current.model_copy(deep=True)
+        async with self._admin_change(
+            id_order, OrderStatus.RETURN_PENDING, "a decision", "return-request"
+        ) as updated:
             if not approve:
                 updated.status = OrderStatus.HOLDING
                 seq = self._notify(updated, IpnStatus.RETURN_REJECTED, None)
