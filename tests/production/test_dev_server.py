@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +22,7 @@ from starter.metrics import (
     refresh_attention_gauge,
     temporal_runtime,
 )
+from starter.processes import free_port
 from tests.production.helpers import make_key
 from tests.production.probe_workflow import (
     ESCROW_STATUS,
@@ -44,13 +44,6 @@ SETTINGS = CodecSettings(
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
