@@ -4,6 +4,9 @@ The environment uses the production data converter configured from the environme
 workers under test (``run_worker``, ``python worker.py``) do. The suite runs it without keys; to
 run every workflow test through the encryption codec, set
 ``ESCROW_CODEC_KEYS_FILE=tests/replay/codec-test.keys``.
+
+``sandbox`` and ``acts``: the real Cotpay sandbox and the real activities, for the tests that
+call Cotpay instead of ``FakeCotpay``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.cotpay_activities import CotpayActivities
+from cotpay.client import CotpayClient
+from sandbox.testing import RunningSandbox, running_sandbox
 from starter.codec import CodecSettings, escrow_data_converter
+from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
@@ -43,3 +50,20 @@ async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironme
         yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
+    """The Cotpay sandbox on loopback (payouts allowed at once) knowing SELLER and BUYER."""
+    async with running_sandbox(tmp_path / "keys", payout_rule="immediate") as sb:
+        for user in (SELLER, BUYER):
+            r = await sb.admin.put(f"/sandbox/users/{user}", json={"name": "T"})
+            assert r.status_code in (200, 201), r.text
+        yield sb
+
+
+@pytest.fixture
+async def acts(sandbox: RunningSandbox) -> AsyncIterator[CotpayActivities]:
+    """The real activities with the real client, calling the sandbox."""
+    async with CotpayClient(sandbox.cotpay_settings()) as client:
+        yield CotpayActivities(client, public_url="http://127.0.0.1:9", ipn_secret=IPN_SECRET)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -31,6 +32,7 @@ from workflows.summary import summary_for
 
 SELLER = "S0000001"
 BUYER = "0912345678"
+IPN_SECRET = SecretStr("test-ipn-secret")
 POLLS = 200
 POLL_INTERVAL = 0.05
 

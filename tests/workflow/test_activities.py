@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -16,26 +13,8 @@ from activities.cotpay_activities import CotpayActivities
 from activities.models import CreateOrderInput, CustomerCheckInput, OrderCallInput, SignUpInput
 from cotpay.client import CotpayClient
 from cotpay.ipn import IpnStep, ipn_url
-from sandbox.testing import RunningSandbox, running_sandbox
-
-SELLER = "S0000001"
-BUYER = "0912345678"
-SECRET = SecretStr("test-ipn-secret")
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    async with running_sandbox(tmp_path / "keys", payout_rule="immediate") as sb:
-        for user in (SELLER, BUYER):
-            r = await sb.admin.put(f"/sandbox/users/{user}", json={"name": "T"})
-            assert r.status_code in (200, 201), r.text
-        yield sb
-
-
-@pytest.fixture
-async def acts(sandbox: RunningSandbox) -> AsyncIterator[CotpayActivities]:
-    async with CotpayClient(sandbox.cotpay_settings()) as client:
-        yield CotpayActivities(client, public_url="http://127.0.0.1:9", ipn_secret=SECRET)
+from sandbox.testing import RunningSandbox
+from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER
 
 
 def _env(attempt: int = 1) -> ActivityEnvironment:
@@ -118,7 +97,7 @@ async def test_invalid_request_is_not_retried(acts: CotpayActivities) -> None:
 async def test_transport_errors_are_retryable(sandbox: RunningSandbox) -> None:
     settings = sandbox.cotpay_settings().model_copy(update={"base_url": "http://127.0.0.1:9"})
     async with CotpayClient(settings) as client:
-        acts = CotpayActivities(client, public_url="http://127.0.0.1:9", ipn_secret=SECRET)
+        acts = CotpayActivities(client, public_url="http://127.0.0.1:9", ipn_secret=IPN_SECRET)
         error = await _raises(
             _env().run(
                 acts.customer_id,
@@ -132,7 +111,7 @@ def test_ipn_url_is_built_from_the_activity_settings() -> None:
     acts = CotpayActivities(
         None,  # type: ignore[arg-type]
         public_url="https://shop.example/",
-        ipn_secret=SECRET,
+        ipn_secret=IPN_SECRET,
     )
     url = acts._ipn("ref-9", IpnStep.PAYMENT)
     assert url == ipn_url("https://shop.example", "test-ipn-secret", "ref-9", "payment")

@@ -3,38 +3,20 @@ the unanswered call made, instead of parking again on its 10400 forever."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.cotpay_activities import CotpayActivities
 from activities.models import CreateOrderInput
-from cotpay.client import CotpayClient
-from sandbox.testing import RunningSandbox, running_sandbox
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import BUYER, SELLER, start, worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import BuyerProfile, EscrowStatus, OperatorAction
 
 S = EscrowStatus
-
-
-@pytest.fixture
-async def acts(tmp_path: Path) -> AsyncIterator[CotpayActivities]:
-    sb: RunningSandbox
-    async with running_sandbox(tmp_path / "keys", payout_rule="immediate") as sb:
-        for user in (SELLER, BUYER):
-            r = await sb.admin.put(f"/sandbox/users/{user}", json={"name": "T"})
-            assert r.status_code in (200, 201), r.text
-        async with CotpayClient(sb.cotpay_settings()) as client:
-            yield CotpayActivities(
-                client, public_url="http://127.0.0.1:9", ipn_secret=SecretStr("s")
-            )
 
 
 def _create(ref: str, *, unanswered: bool, amount: int = 60_000) -> CreateOrderInput:

@@ -13,45 +13,41 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from cotpay.settings import CotpaySettings
-from sandbox.testing import running_sandbox
+from sandbox.testing import RunningSandbox
 from starter.settings import EscrowSettings, TemporalSettings
-from tests.workflow.helpers import BUYER, SELLER, order_input
+from tests.workflow.helpers import order_input
 from worker import check_timeouts, run_worker
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import EscrowStatus, workflow_id_for
 
 
-async def test_run_worker_serves_orders_and_stops(env: WorkflowEnvironment, tmp_path: Path) -> None:
-    async with running_sandbox(tmp_path / "keys", payout_rule="immediate") as sb:
-        for user in (SELLER, BUYER):
-            r = await sb.admin.put(f"/sandbox/users/{user}", json={"name": "T"})
-            assert r.status_code in (200, 201), r.text
-        temporal = TemporalSettings(
-            address=env.client.service_client.config.target_host,
-            namespace=env.client.namespace,
-            task_queue=f"tq-{uuid.uuid4().hex}",
-        )
-        escrow = EscrowSettings(public_url="http://127.0.0.1:9")
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_worker(temporal, sb.cotpay_settings(), escrow, stop=stop))
-        inp = order_input()
-        handle = await env.client.start_workflow(
-            EscrowOrderWorkflow.run,
-            inp,
-            id=workflow_id_for(inp.order_ref),
-            task_queue=temporal.task_queue,
-        )
-        try:
-            info = await asyncio.wait_for(
-                handle.execute_update(EscrowOrderWorkflow.payment_info), 30
-            )
-            assert info.status is EscrowStatus.AWAITING_PAYMENT
-            assert info.payment
-            assert info.cotpay_order_id is not None
-        finally:
-            await handle.terminate("test finished")
-            stop.set()
-            await asyncio.wait_for(task, 30)
+async def test_run_worker_serves_orders_and_stops(
+    env: WorkflowEnvironment, sandbox: RunningSandbox
+) -> None:
+    temporal = TemporalSettings(
+        address=env.client.service_client.config.target_host,
+        namespace=env.client.namespace,
+        task_queue=f"tq-{uuid.uuid4().hex}",
+    )
+    escrow = EscrowSettings(public_url="http://127.0.0.1:9")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(temporal, sandbox.cotpay_settings(), escrow, stop=stop))
+    inp = order_input()
+    handle = await env.client.start_workflow(
+        EscrowOrderWorkflow.run,
+        inp,
+        id=workflow_id_for(inp.order_ref),
+        task_queue=temporal.task_queue,
+    )
+    try:
+        info = await asyncio.wait_for(handle.execute_update(EscrowOrderWorkflow.payment_info), 30)
+        assert info.status is EscrowStatus.AWAITING_PAYMENT
+        assert info.payment
+        assert info.cotpay_order_id is not None
+    finally:
+        await handle.terminate("test finished")
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 def test_worker_refuses_http_timeouts_longer_than_the_activity_timeout() -> None:
