@@ -3,7 +3,8 @@
 ``async with running_sandbox(keys_dir) as sb:`` starts uvicorn in-process on a real loopback
 socket (port 0 picks a free port) and yields a ``RunningSandbox`` with ``base_url``,
 ``cotpay_settings()`` (point a ``CotpayClient`` at it) and ``admin`` (an ``httpx.AsyncClient`` on
-the base URL for the ``/sandbox/`` routes). ``serve_sandbox`` is the same for the CLI.
+the base URL for the ``/sandbox/`` routes). ``serve_state`` serves a given state (the CLI) and
+``serve_app`` any ASGI app (e.g. a test's IPN receiver).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -57,47 +59,46 @@ class _QuietServer(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve_state(
-    state: SandboxState,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    log_level: str = "warning",
-    quiet_signals: bool = True,
+async def serve_app(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, what: str = "server"
 ) -> AsyncIterator[str]:
-    """Serve ``state`` with uvicorn in this loop; yields the base URL once it accepts."""
+    """Serve an ASGI ``app`` with uvicorn in this loop, leaving the process's signal handlers
+    alone; yields the base URL once it accepts."""
     config = uvicorn.Config(
-        create_app(state),
-        host=host,
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        access_log=False,
+        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
     )
-    server = _QuietServer(config) if quiet_signals else uvicorn.Server(config)
+    server = _QuietServer(config)
     task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _START_TIMEOUT
     while not server.started:
         if task.done():
             task.result()
-            raise RuntimeError("sandbox server stopped during start-up")
+            raise RuntimeError(f"{what} stopped during start-up")
         if loop.time() > deadline:
             server.should_exit = True
             await task
-            raise RuntimeError("sandbox server did not start in time")
+            raise RuntimeError(f"{what} did not start in time")
         await asyncio.sleep(0.01)
     sock = server.servers[0].sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
     bound_host = _LOOPBACK_FOR.get(bound_host, bound_host)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    base_url = f"http://{shown}:{bound_port}"
-    state.base_url = base_url
     try:
-        yield base_url
+        yield f"http://{shown}:{bound_port}"
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def serve_state(
+    state: SandboxState, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``state`` in this loop; yields its base URL (also set on the state)."""
+    async with serve_app(create_app(state), host=host, port=port, what="sandbox server") as url:
+        state.base_url = url
+        yield url
 
 
 @asynccontextmanager

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from cotpay.envelope import (
@@ -20,6 +17,7 @@ from cotpay.envelope import (
     load_public_key,
 )
 from sandbox.keys import SandboxKeys
+from sandbox.testing import serve_app
 
 
 @dataclass
@@ -45,12 +43,6 @@ class Receiver:
         return [r.payload["status"] for r in self.received]
 
 
-class _Quiet(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @asynccontextmanager
 async def ipn_receiver(
     keys: SandboxKeys, script: list[int] | None = None
@@ -74,17 +66,6 @@ async def ipn_receiver(
         receiver.answers.append(status)
         return Response(status_code=status)
 
-    server = _Quiet(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    port = server.servers[0].sockets[0].getsockname()[1]
-    receiver.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app, what="IPN receiver") as base_url:
+        receiver.base_url = base_url
         yield receiver
-    finally:
-        server.should_exit = True
-        await task
