@@ -124,7 +124,8 @@ class Demo:
         self.out = out
         self.seen_events = 0
 
-    async def ok(self, response: httpx.Response, what: str) -> dict[str, Any]:
+    @staticmethod
+    def ok(response: httpx.Response, what: str) -> dict[str, Any]:
         if response.status_code >= 400:
             raise DemoError(f"{what}: HTTP {response.status_code} {response.text[:300]}")
         body: dict[str, Any] = response.json() if response.content else {}
@@ -132,13 +133,13 @@ class Demo:
 
     async def create_user(self, user_id: str, name: str) -> None:
         body = {"name": name, "walletLinked": True, "bankLinked": True}
-        await self.ok(await self.sandbox.put(f"/sandbox/users/{user_id}", json=body), name)
+        self.ok(await self.sandbox.put(f"/sandbox/users/{user_id}", json=body), name)
 
     async def start_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        return await self.ok(await self.gateway.post("/v1/orders", json=order), "start order")
+        return self.ok(await self.gateway.post("/v1/orders", json=order), "start order")
 
     async def view(self, order_ref: str) -> dict[str, Any]:
-        return await self.ok(await self.gateway.get(f"/v1/orders/{order_ref}"), "order status")
+        return self.ok(await self.gateway.get(f"/v1/orders/{order_ref}"), "order status")
 
     def show(self, view: dict[str, Any]) -> None:
         timeline: list[dict[str, Any]] = view.get("timeline") or []
@@ -177,7 +178,7 @@ class Demo:
             await asyncio.sleep(POLL_S)
 
     async def payouts(self, id_order: int) -> list[Any]:
-        ledger = await self.ok(await self.sandbox.get("/sandbox/ledger"), "ledger")
+        ledger = self.ok(await self.sandbox.get("/sandbox/ledger"), "ledger")
         for entry in ledger.get("orders", []):
             if entry.get("idOrder") == id_order:
                 payouts: list[Any] = entry.get("payouts", [])
@@ -187,10 +188,10 @@ class Demo:
 
 async def _backdate_sandbox(demo: Demo) -> float:
     """Set the sandbox clock back, so the hold it reports lies before the payout instant."""
-    clock = await demo.ok(await demo.sandbox.get("/sandbox/clock"), "sandbox clock")
+    clock = demo.ok(await demo.sandbox.get("/sandbox/clock"), "sandbox clock")
     previous = float(clock.get("offsetSeconds") or 0)
     offset = int(previous - BACKDATE.total_seconds())
-    await demo.ok(
+    demo.ok(
         await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": offset}),
         "shift sandbox clock",
     )
@@ -202,7 +203,7 @@ async def _backdate_sandbox(demo: Demo) -> float:
 
 
 async def _restore_sandbox(demo: Demo, previous: float) -> None:
-    await demo.ok(
+    demo.ok(
         await demo.sandbox.put("/sandbox/clock", json={"offsetSeconds": int(previous)}),
         "restore sandbox clock",
     )
@@ -253,7 +254,7 @@ async def run_demo(
 
         previous = await _backdate_sandbox(demo) if shift_clock else None
         try:
-            await demo.ok(
+            demo.ok(
                 await sandbox.post(f"/sandbox/orders/{id_order}/pay", json={"outcome": "success"}),
                 "buyer pays",
             )
@@ -263,7 +264,7 @@ async def run_demo(
             if previous is not None:
                 await _restore_sandbox(demo, previous)
 
-        await demo.ok(await gateway.post(f"/v1/orders/{order_ref}/delivered", json={}), "delivered")
+        demo.ok(await gateway.post(f"/v1/orders/{order_ref}/delivered", json={}), "delivered")
         out("4. goods delivered; waiting for the payout")
         view = await demo.view(order_ref)
         demo.show(view)
