@@ -31,7 +31,7 @@ from cotpay.client import CotpayClient, pretty
 from cotpay.codes import SUCCESS, CotpayError
 from cotpay.logs import configure_logging
 from cotpay.models import ENDPOINTS, Endpoint
-from cotpay.settings import CotpaySettings
+from cotpay.settings import CotpaySettings, read_env_file
 
 _FIELD = "field:"
 _PREFIX = "COTPAY_"
@@ -92,21 +92,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         for name, info in endpoint.request.model_fields.items():
             _add_field(parser, name, info)
         parser.set_defaults(func=run, api_endpoint=endpoint)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines; blank lines, ``#`` comments and ``export`` prefixes are allowed."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 def settings_from(env_file: Path | None, base_url: str | None = None) -> CotpaySettings:

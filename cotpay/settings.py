@@ -27,3 +27,18 @@ class CotpaySettings(BaseSettings):
     def request_timeout(self) -> float:
         """Worst case for one HTTP call; activity timeouts are set above this."""
         return self.connect_timeout + self.read_timeout
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines, ``#`` comments and ``export`` prefixes are allowed."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cotpay import envelope
-from cotpay.settings import CotpaySettings
+from cotpay.settings import CotpaySettings, read_env_file
 
 COTPAY_PRIVATE = "cotpay_private.pem"
 COTPAY_PUBLIC = "cotpay_public.pem"
@@ -90,19 +90,6 @@ def _write_public(path: Path, data: bytes) -> None:
     os.chmod(path, 0o644)
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip()
-    return values
-
-
 def _pair(directory: Path, private_name: str, public_name: str) -> rsa.RSAPrivateKey:
     private_path = directory / private_name
     public_path = directory / public_name
@@ -123,7 +110,8 @@ def ensure_keys(directory: Path) -> SandboxKeys:
     cotpay_key = _pair(directory, COTPAY_PRIVATE, COTPAY_PUBLIC)
     merchant_key = _pair(directory, MERCHANT_PRIVATE, MERCHANT_PUBLIC)
     merchant_public = envelope.load_public_key((directory / MERCHANT_PUBLIC).read_bytes())
-    env = _read_env(directory / CREDENTIALS)
+    credentials = directory / CREDENTIALS
+    env = read_env_file(credentials) if credentials.exists() else {}
     app_id = env.get("COTPAY_APP_ID") or f"sbx-{secrets.token_hex(4)}"
     token = env.get("COTPAY_ACCESS_TOKEN") or secrets.token_urlsafe(32)
     del merchant_key
