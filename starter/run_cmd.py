@@ -37,6 +37,7 @@ import httpx
 import structlog
 
 from cotpay.logs import configure_logging
+from cotpay.settings import read_env_file
 from starter.codec import CodecError, KeyRing, generate_key
 from starter.codec_server import ui_codec_endpoint
 from starter.devserver import DevServer
@@ -227,16 +228,6 @@ def _busy_ports(plan: StackPlan) -> list[str]:
     return [f"{name} port {port}" for name, port in wanted if port_in_use(plan.host, port)]
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
-
 async def _wait_http(child: ChildProcess, url: str, within: float) -> None:
     deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=2.0) as http:
@@ -337,7 +328,7 @@ class Stack:
             await _wait_http(sandbox, f"{plan.sandbox_url}/sandbox/health", READY_TIMEOUT_S)
             credentials = plan.keys_dir / "credentials.env"
             await _wait_fresh(sandbox, credentials, started, READY_TIMEOUT_S)
-            plan.env.update(_read_env_file(credentials))
+            plan.env.update(read_env_file(credentials))
             plan.env["COTPAY_BASE_URL"] = plan.sandbox_url
         worker = self._python("worker", "-m", "worker")
         await worker.start()
