@@ -108,13 +108,12 @@ def ensure_keys(directory: Path) -> SandboxKeys:
     directory = directory.expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cotpay_key = _pair(directory, COTPAY_PRIVATE, COTPAY_PUBLIC)
-    merchant_key = _pair(directory, MERCHANT_PRIVATE, MERCHANT_PUBLIC)
+    _pair(directory, MERCHANT_PRIVATE, MERCHANT_PUBLIC)  # the sandbox keeps only its public key
     merchant_public = envelope.load_public_key((directory / MERCHANT_PUBLIC).read_bytes())
     credentials = directory / CREDENTIALS
     env = read_env_file(credentials) if credentials.exists() else {}
     app_id = env.get("COTPAY_APP_ID") or f"sbx-{secrets.token_hex(4)}"
     token = env.get("COTPAY_ACCESS_TOKEN") or secrets.token_urlsafe(32)
-    del merchant_key
     return SandboxKeys(
         directory=directory,
         app_id=app_id,
