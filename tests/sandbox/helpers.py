@@ -76,22 +76,28 @@ async def ledger_snapshot(sb: RunningSandbox) -> Any:
     return (await sb.admin.get("/sandbox/ledger")).json()
 
 
-async def verified_order(sb: RunningSandbox, client: CotpayClient, ipn: str = IPN) -> int:
+async def created_order(sb: RunningSandbox, client: CotpayClient, ipn: str = IPN) -> int:
+    """The users and a new 45,000 VND order between them (not verified, not paid)."""
     await make_users(sb)
     created = await client.create_order(
         CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=ipn)
     )
     assert created.order is not None
+    return created.order.idOrder
+
+
+async def verified_order(sb: RunningSandbox, client: CotpayClient, ipn: str = IPN) -> int:
+    id_order = await created_order(sb, client, ipn)
     await client.verify_order(
         VerifyOrderRequest(
-            idOrder=created.order.idOrder,
+            idOrder=id_order,
             partnerId=SELLER,
             buyerId=BUYER,
             payMethod=PayMethod.PAYME,
             ipnUrl=ipn,
         )
     )
-    return created.order.idOrder
+    return id_order
 
 
 @asynccontextmanager

@@ -26,7 +26,15 @@ from cotpay.models import (
     VerifyOrderRequest,
 )
 from sandbox.testing import RunningSandbox
-from tests.sandbox.helpers import BUYER, IPN, SELLER, held_order, make_users, order_view
+from tests.sandbox.helpers import (
+    BUYER,
+    IPN,
+    SELLER,
+    created_order,
+    held_order,
+    make_users,
+    order_view,
+)
 
 
 def _pay(id_order: int, partner: str = SELLER, buyer: str = BUYER) -> PaymentRequest:
@@ -91,12 +99,7 @@ async def test_create_order_ids_and_duplicate_code(sandbox: RunningSandbox, clie
 
 
 async def test_verify_order(sandbox: RunningSandbox, client: CotpayClient):
-    await make_users(sandbox)
-    created = await client.create_order(
-        CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=IPN)
-    )
-    assert created.order is not None
-    id_order = created.order.idOrder
+    id_order = await created_order(sandbox, client)
     req = VerifyOrderRequest(
         idOrder=id_order, partnerId=SELLER, buyerId=BUYER, payMethod=PayMethod.QRPAY, ipnUrl=IPN
     )
@@ -143,13 +146,9 @@ async def test_payment_codes(sandbox: RunningSandbox, client: CotpayClient):
 
 
 async def test_payment_needs_held_money(sandbox: RunningSandbox, client: CotpayClient):
-    await make_users(sandbox)
-    created = await client.create_order(
-        CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=IPN)
-    )
-    assert created.order is not None
+    id_order = await created_order(sandbox, client)
     with pytest.raises(PayoutFailed):
-        await client.payment(_pay(created.order.idOrder))
+        await client.payment(_pay(id_order))
     ledger = (await sandbox.admin.get("/sandbox/ledger")).json()
     assert all(o["payouts"] == [] for o in ledger["orders"])
 
@@ -195,24 +194,15 @@ async def test_return_rejected_goes_back_to_held(sandbox: RunningSandbox, client
 
 
 async def test_return_request_needs_held_order(sandbox: RunningSandbox, client: CotpayClient):
-    await make_users(sandbox)
-    created = await client.create_order(
-        CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=IPN)
-    )
-    assert created.order is not None
+    id_order = await created_order(sandbox, client)
     with pytest.raises(InformationMismatch):
-        await client.return_request(_ret(created.order.idOrder))
+        await client.return_request(_ret(id_order))
     with pytest.raises(OrderNotFound):
         await client.return_request(_ret(77))
 
 
 async def test_payment_failed_then_verify_again(sandbox: RunningSandbox, client: CotpayClient):
-    await make_users(sandbox)
-    created = await client.create_order(
-        CreateOrderRequest(partnerId=SELLER, buyerId=BUYER, amount=45_000, desc="d", ipnUrl=IPN)
-    )
-    assert created.order is not None
-    id_order = created.order.idOrder
+    id_order = await created_order(sandbox, client)
     verify = VerifyOrderRequest(
         idOrder=id_order, partnerId=SELLER, buyerId=BUYER, payMethod=PayMethod.ATMCARD, ipnUrl=IPN
     )
