@@ -9,9 +9,7 @@ the base URL for the ``/sandbox/`` routes). ``serve_state`` serves a given state
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +18,13 @@ from typing import Any
 import httpx
 import uvicorn
 
+from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
 from sandbox.app import create_app
 from sandbox.faults import IpnPolicy
 from sandbox.keys import SandboxKeys, ensure_keys
 from sandbox.state import EnvelopeMode, SandboxState
 from workflows.models import PayoutRule
-
-_START_TIMEOUT = 15.0
-_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 FAST_IPN = IpnPolicy(
     base_delay=0.05, max_delay=0.5, max_attempts=10, timeout=2.0, reorder_window=0.3
@@ -50,45 +46,16 @@ class RunningSandbox:
         return self.keys.credentials_file
 
 
-class _QuietServer(uvicorn.Server):
-    """Leaves the process's signal handlers alone (tests, embedding)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @asynccontextmanager
 async def serve_app(
     app: Any, *, host: str = "127.0.0.1", port: int = 0, what: str = "server"
 ) -> AsyncIterator[str]:
-    """Serve an ASGI ``app`` with uvicorn in this loop, leaving the process's signal handlers
-    alone; yields the base URL once it accepts."""
+    """Serve an ASGI ``app`` with uvicorn in this loop; yields the base URL once it accepts."""
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
     )
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _START_TIMEOUT
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError(f"{what} stopped during start-up")
-        if loop.time() > deadline:
-            server.should_exit = True
-            await task
-            raise RuntimeError(f"{what} did not start in time")
-        await asyncio.sleep(0.01)
-    sock = server.servers[0].sockets[0]
-    bound_host, bound_port = sock.getsockname()[:2]
-    bound_host = _LOOPBACK_FOR.get(bound_host, bound_host)
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    try:
-        yield f"http://{shown}:{bound_port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(config, what=what) as url:
+        yield url
 
 
 @asynccontextmanager
