@@ -16,7 +16,9 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -72,6 +74,27 @@ def check_timeouts(cotpay: CotpaySettings) -> None:
         )
 
 
+def build_worker(
+    client: Client,
+    cotpay_client: CotpayClient,
+    *,
+    task_queue: str,
+    public_url: str,
+    ipn_secret: SecretStr,
+    graceful_shutdown: timedelta,
+) -> Worker:
+    """The escrow worker: the workflow, one activity per endpoint, metrics and log context."""
+    activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[EscrowOrderWorkflow],
+        activities=activities.all(),
+        interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+
+
 async def run_worker(
     temporal: TemporalSettings,
     cotpay: CotpaySettings,
@@ -90,16 +113,13 @@ async def run_worker(
         runtime=temporal_runtime(metrics.sdk_metrics_address),
     )
     async with CotpayClient(cotpay) as cotpay_client:
-        activities = CotpayActivities(
-            cotpay_client, public_url=escrow.public_url, ipn_secret=escrow.ipn_secret
-        )
-        worker = Worker(
+        worker = build_worker(
             client,
+            cotpay_client,
             task_queue=temporal.task_queue,
-            workflows=[EscrowOrderWorkflow],
-            activities=activities.all(),
-            interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
-            graceful_shutdown_timeout=timedelta(seconds=cotpay.request_timeout + 5),
+            public_url=escrow.public_url,
+            ipn_secret=escrow.ipn_secret,
+            graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
         )
         async with worker:
             log.info(

@@ -20,18 +20,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.cotpay_activities import CotpayActivities
 from bench.timed_client import TimedCotpayClient
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
 from starter.devserver import dev_server
 from starter.gateway_server import running_gateway
-from starter.metrics import EscrowMetricsInterceptor
 from starter.settings import EscrowSettings, TemporalSettings
 from starter.temporal_client import connect
-from workflows.escrow import EscrowOrderWorkflow
+from worker import build_worker
 from workflows.models import TASK_QUEUE, PayoutRule
 
 
@@ -77,16 +74,13 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
         )
         cotpay = TimedCotpayClient(cotpay_settings)
         stack.push_async_callback(cotpay.aclose)
-        activities = CotpayActivities(
-            cotpay, public_url=gateway_url, ipn_secret=SecretStr(ipn_secret)
-        )
-        worker = Worker(
+        worker = build_worker(
             client,
+            cotpay,
             task_queue=TASK_QUEUE,
-            workflows=[EscrowOrderWorkflow],
-            activities=activities.all(),
-            interceptors=[EscrowMetricsInterceptor()],
-            graceful_shutdown_timeout=timedelta(seconds=5),
+            public_url=gateway_url,
+            ipn_secret=SecretStr(ipn_secret),
+            graceful_shutdown=timedelta(seconds=5),
         )
         await stack.enter_async_context(worker)
         yield BenchStack(escrow=EscrowClient(client), sandbox=sandbox, cotpay=cotpay)
