@@ -217,7 +217,7 @@ async def run_demo(
     api_key: str,
     amount: int = 150_000,
     step_timeout: float = 60.0,
-    shift_clock: bool = False,
+    shift_clock: bool = True,
     ui_url: str | None = None,
     out: Callable[[str], None] = print,
 ) -> int:

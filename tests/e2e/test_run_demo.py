@@ -189,7 +189,12 @@ async def test_demo_without_shift_clock_says_what_it_waits_for(
 ) -> None:
     lines: list[str] = []
     code = await run_demo(
-        t1_gateway, sandbox.base_url, api_key=API_KEY, step_timeout=30, out=lines.append
+        t1_gateway,
+        sandbox.base_url,
+        api_key=API_KEY,
+        step_timeout=30,
+        shift_clock=False,
+        out=lines.append,
     )
     text = "\n".join(lines)
     assert code == 0, text
