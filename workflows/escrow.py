@@ -31,10 +31,10 @@ with workflow.unsafe.imports_passed_through():
         SignUpInput,
         VerifyOrderInput,
     )
+    from cotpay.payout_window import earliest_payout, next_payout_slot
     from workflows import calls
     from workflows.escrow_messages import EscrowMessages
     from workflows.models import WORKFLOW_TYPE, EscrowStatus, OrderInput, OrderView
-    from workflows.payout_rule import earliest_payout, next_payout_slot
 
 S = EscrowStatus
 R = TypeVar("R", bound=BaseModel)

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
+from cotpay.payout_window import earliest_payout
 from workflows.models import EscrowStatus
-from workflows.payout_rule import earliest_payout
 
 from .stack import Stack
 

@@ -7,8 +7,9 @@ Kings' day on the lunar calendar, days in lieu). The government also moves days 
 * ``EXTRA_DAYS_OFF``: dates that are not working days although the package says they are.
 * ``WORKED_SATURDAYS``: Saturdays (or Sundays) that are working days by decree.
 
-Both are part of the workflow code: changing them changes the payout instant of orders in
-flight, so ship such a change like any workflow change (see docs/workflow.md, versioning).
+Both are part of the workflow code too (``cotpay/payout_window.py`` is what the workflow uses to
+schedule payouts): changing them changes the payout instant of orders in flight, so ship such a
+change like any workflow change (see docs/workflow.md, versioning).
 """
 
 from __future__ import annotations

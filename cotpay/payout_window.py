@@ -1,4 +1,7 @@
-"""Cotpay's payout rule: no payout before 16:00 (Asia/Ho_Chi_Minh) on T+1.
+"""Cotpay's payout window: no payout before 16:00 (Asia/Ho_Chi_Minh) on T+1.
+
+This is Cotpay's rule, so it lives on the protocol floor: the workflow schedules payouts with it
+and the sandbox enforces it (code 11100), from the same code (docs/cotpay-protocol.md).
 
 ASSUMPTION (Cotpay does not say whether T+1 counts calendar or working days; code 11100 tells
 when a payout was too early). Three rules, chosen per order and fixed into its input:
@@ -6,7 +9,7 @@ when a payout was too early). Three rules, chosen per order and fixed into its i
 * ``t1-1600`` (default): 16:00 Vietnam time on the calendar day after the Vietnam date on which
   the money was held.
 * ``business-t1-1600``: 16:00 Vietnam time on the next Vietnamese working day after that date
-  (weekends and public holidays skipped, see ``workflows/vn_calendar.py``).
+  (weekends and public holidays skipped, see ``cotpay/vn_calendar.py``).
 * ``immediate``: the hold itself (demos, real-time tests).
 
 Never before ``delivered_at + inspection_period``. Pure functions over aware datetimes: UTC out.
@@ -15,13 +18,21 @@ Never before ``delivered_at + inspection_period``. Pure functions over aware dat
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from workflows.models import PayoutRule
-from workflows.vn_calendar import is_working_day
+from cotpay.vn_calendar import is_working_day
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PAYOUT_TIME = time(16, 0)
+
+
+class PayoutRule(StrEnum):
+    """Which T+1 an order counts with; fixed into the order's input when it starts."""
+
+    T1_1600 = "t1-1600"
+    BUSINESS_T1_1600 = "business-t1-1600"
+    IMMEDIATE = "immediate"
 
 
 def _require_aware(name: str, value: datetime) -> None:

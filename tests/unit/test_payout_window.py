@@ -4,9 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.models import PayoutRule
-from workflows.payout_rule import VN_TZ, earliest_payout, next_payout_slot, payout_allowed
-from workflows.vn_calendar import is_working_day
+from cotpay.payout_window import (
+    VN_TZ,
+    PayoutRule,
+    earliest_payout,
+    next_payout_slot,
+    payout_allowed,
+)
+from cotpay.vn_calendar import is_working_day
+from workflows import models
 
 
 def vn(
@@ -133,3 +139,8 @@ def test_tet_2027_is_not_working() -> None:
     for day in range(4, 11):
         assert not is_working_day(date(2027, 2, day))
     assert is_working_day(date(2027, 2, 11))
+
+
+def test_the_order_models_re_export_cotpays_payout_rule() -> None:
+    assert models.PayoutRule is PayoutRule
+    assert models.OrderInput.model_fields["payout_rule"].default is PayoutRule.T1_1600
