@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import (
         CallResult,
         CreateOrderInput,
-        CreateOrderResult,
         CustomerCheckInput,
         OrderCallInput,
         SignUpInput,
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import WORKFLOW_TYPE, EscrowStatus, OrderInput, OrderView
 
 S = EscrowStatus
+A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 TOO_EARLY_MIN_WAIT = timedelta(minutes=5)
 MAX_TOO_EARLY = 10
@@ -89,17 +89,15 @@ class EscrowOrderWorkflow(EscrowMessages):
     def _left(self, status: EscrowStatus) -> Callable[[], bool]:
         return lambda: self._o.status is not status
 
-    async def _call(self, call: calls.Call, arg: BaseModel, result: type[R]) -> R | calls.Failure:
+    async def _call(self, call: calls.Call[A, R], arg: A) -> R | calls.Failure:
         try:
-            answer: R = await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 call.activity,
                 arg,
-                result_type=result,
                 start_to_close_timeout=calls.START_TO_CLOSE,
                 schedule_to_close_timeout=call.schedule_to_close,
                 retry_policy=calls.RETRY,
             )
-            return answer
         except ActivityError as err:
             failure = calls.failure_of(call, err)
             self._event("activity_failed", failure.reason, self._failure_data(failure))
@@ -147,7 +145,6 @@ class EscrowOrderWorkflow(EscrowMessages):
                     agent_id=inp.agent_id,
                     earlier_call_unanswered=o.create_unanswered,
                 ),
-                CreateOrderResult,
             )
             if isinstance(created, calls.Failure):
                 o.create_unanswered = o.create_unanswered or not created.definite
@@ -161,7 +158,6 @@ class EscrowOrderWorkflow(EscrowMessages):
             verified = await self._call(
                 calls.VERIFY_ORDER,
                 VerifyOrderInput(**self._order_call().model_dump(), pay_method=inp.pay_method),
-                CallResult,
             )
             if isinstance(verified, calls.Failure):
                 self._creation_failed(verified)
@@ -185,7 +181,6 @@ class EscrowOrderWorkflow(EscrowMessages):
             CustomerCheckInput(
                 order_ref=inp.order_ref, seller_id=inp.seller_id, buyer_id=inp.buyer_id
             ),
-            CallResult,
         )
 
     async def _check_users(self) -> bool:
@@ -205,7 +200,6 @@ class EscrowOrderWorkflow(EscrowMessages):
                     phone=inp.buyer_id,
                     agent_id=inp.agent_id,
                 ),
-                CallResult,
             )
             if not isinstance(signed, calls.Failure):
                 self._event("buyer_signed_up", "buyer signed up on Cotpay")
@@ -315,7 +309,7 @@ class EscrowOrderWorkflow(EscrowMessages):
             if o.payout_outcome != "PAID_OUT":
                 o.payout_outcome = None
             self._waiting("Paying out to the seller", workflow.now())
-            paid = await self._call(calls.PAYMENT, self._order_call(), CallResult)
+            paid = await self._call(calls.PAYMENT, self._order_call())
             if not isinstance(paid, calls.Failure):
                 o.paid_out_at = workflow.now()
                 self._transition(S.PAID_OUT, "Cotpay paid the seller (10100)")
@@ -354,7 +348,7 @@ class EscrowOrderWorkflow(EscrowMessages):
             if o.return_outcome != "REFUNDED":
                 o.return_outcome = None
             self._waiting("Requesting a return", workflow.now())
-            asked = await self._call(calls.RETURN_REQUEST, self._order_call(), CallResult)
+            asked = await self._call(calls.RETURN_REQUEST, self._order_call())
             if isinstance(asked, calls.Failure):
                 o.return_live = not asked.definite
                 self._stuck(asked)
