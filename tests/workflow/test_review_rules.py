@@ -11,8 +11,8 @@ from tests.workflow.helpers import order_input
 from workflows import rules
 from workflows.calls import Failure
 from workflows.models import EscrowStatus, IpnSignal
-from workflows.order_record import OrderRecord
 from workflows.rules import Facts, Refused
+from workflows.state_machine import OrderRecord
 
 S = EscrowStatus
 
