@@ -1,4 +1,5 @@
-"""Money-path review, pure rules: the opposite money call is refused while the first is open."""
+"""Money-call rules, pure: the opposite money call is refused while the first is open, and which
+failures are definite (Cotpay surely did not act)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from cotpay.ipn import IpnBody, IpnStep
-from tests.workflow.helpers import order_input
 from workflows import rules
 from workflows.calls import Failure
-from workflows.models import EscrowStatus, IpnSignal
+from workflows.models import EscrowStatus, IpnSignal, OrderInput
 from workflows.rules import Facts, Refused
 from workflows.state_machine import OrderRecord
 
 S = EscrowStatus
+ORDER = OrderInput(order_ref="r-1", seller_id="S0000001", buyer_id="0912345678", amount=150_000)
 
 
 def _attention(**kw: bool) -> Facts:
@@ -71,7 +72,7 @@ def test_money_is_not_held_once_an_ipn_says_it_moved() -> None:
     now = datetime(2026, 11, 25, 10, tzinfo=UTC)
     for status, step in (("REFUNDED", IpnStep.RETURN), ("PAID_OUT", IpnStep.PAYMENT)):
         record = OrderRecord(
-            inp=order_input(), status=S.NEEDS_ATTENTION, status_since=now, cotpay_order_id=7
+            inp=ORDER, status=S.NEEDS_ATTENTION, status_since=now, cotpay_order_id=7
         )
         record.record_ipn(_ipn("HOLDING", IpnStep.VERIFY), now)
         assert record.facts().money_held
