@@ -1,4 +1,4 @@
-"""Typed search-attribute keys of an escrow order (DESIGN.md 5).
+"""Typed search-attribute keys of an escrow order (docs/workflow.md, "Visibility").
 
 Only Cotpay ids and amounts are indexed, never names, emails or phone numbers beyond the ids
 (with pseudonymized search on, ``SellerId``/``BuyerId`` hold ``workflows.pseudonym`` digests).
