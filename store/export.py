@@ -16,10 +16,14 @@ import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
+
+from store.cursor import Position
 from store.db import Database
 from store.errors import InvalidQuery
-from store.models import VN, OrderFilters, OrderRow, OrderSort, day_start
-from store.orders import page
+from store.models import VN, OrderFilters, OrderSort, day_start
+from store.orders import filter_clauses, keyset, ordering
+from store.schema import UtcDateTime, orders
 
 BOM = "\ufeff".encode()
 EXPORT_PAGE = 1000
@@ -89,28 +93,6 @@ def export_orders_csv(
     return _chunks(db, filters, page_size)
 
 
-async def _chunks(db: Database, filters: OrderFilters, page_size: int) -> AsyncIterator[bytes]:
-    head: bytes | None = BOM + _csv([CSV_COLUMNS])
-    after = None
-    while True:
-        async with db.connect() as conn:
-            rows, after = await page(conn, filters, OrderSort.CREATED_ASC, page_size, after)
-        body = _csv([_cells(row) for row in rows])
-        if head is not None:
-            body, head = head + body, None
-        if body:
-            yield body
-        if after is None:
-            return
-
-
-def _csv(rows: Sequence[Sequence[str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
 def _text(value: str | None) -> str:
     if not value:
         return ""
@@ -121,31 +103,64 @@ def _time(value: datetime | None) -> str:
     return value.astimezone(VN).isoformat() if value is not None else ""
 
 
-def _number(value: int | None) -> str:
+def _plain(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _cells(o: OrderRow) -> list[str]:
-    attention = o.attention
-    return [
-        o.order_ref,
-        o.merchant,
-        o.status.value,
-        _number(o.cotpay_order_id),
-        _text(o.seller_id),
-        _text(o.buyer_id),
-        str(o.amount),
-        _text(o.description),
-        o.pay_method.value,
-        o.payout_rule.value,
-        _time(o.created_at),
-        _time(o.updated_at),
-        _time(o.held_at),
-        _time(o.delivered_at),
-        _time(o.payout_not_before),
-        _time(o.paid_out_at),
-        _time(o.refunded_at),
-        _text(attention.reason if attention else None),
-        _number(attention.code if attention else None),
-        _text(o.waiting_for),
-    ]
+_COLUMNS = (
+    orders.c.order_ref,
+    orders.c.merchant,
+    orders.c.status,
+    orders.c.cotpay_order_id,
+    orders.c.seller_id,
+    orders.c.buyer_id,
+    orders.c.amount,
+    orders.c.description,
+    orders.c.pay_method,
+    orders.c.payout_rule,
+    orders.c.created_at,
+    orders.c.updated_at,
+    orders.c.held_at,
+    orders.c.delivered_at,
+    orders.c.payout_not_before,
+    orders.c.paid_out_at,
+    orders.c.refunded_at,
+    orders.c.attention_reason,
+    orders.c.attention_code,
+    orders.c.waiting_for,
+)
+_TEXT = frozenset({"seller_id", "buyer_id", "description", "attention_reason", "waiting_for"})
+_FORMAT = tuple(
+    _text if c.name in _TEXT else _time if isinstance(c.type, UtcDateTime) else _plain
+    for c in _COLUMNS
+)
+
+
+async def _chunks(db: Database, filters: OrderFilters, page_size: int) -> AsyncIterator[bytes]:
+    head: bytes | None = BOM + _csv([CSV_COLUMNS])
+    sort = OrderSort.CREATED_ASC
+    after: Position | None = None
+    while True:
+        stmt = (
+            select(*_COLUMNS)
+            .where(*filter_clauses(filters), *keyset(sort, after))
+            .order_by(*ordering(sort))
+            .limit(page_size)
+        )
+        async with db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        body = _csv([[fmt(value) for fmt, value in zip(_FORMAT, row, strict=True)] for row in rows])
+        if head is not None:
+            body, head = head + body, None
+        if body:
+            yield body
+        if len(rows) < page_size:
+            return
+        after = Position(rows[-1].created_at, rows[-1].order_ref)
+
+
+def _csv(rows: Sequence[Sequence[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")

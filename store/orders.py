@@ -337,6 +337,21 @@ def _descending(sort: OrderSort) -> bool:
     return sort in (OrderSort.CREATED_DESC, OrderSort.UPDATED_DESC)
 
 
+def keyset(sort: OrderSort, after: cursor.Position | None) -> list[ColumnElement[bool]]:
+    """The clause that starts a page after ``after`` in ``sort`` order."""
+    if after is None:
+        return []
+    column, ref = _sort_column(sort), orders.c.order_ref
+    if _descending(sort):
+        return [or_(column < after.time, and_(column == after.time, ref < after.order_ref))]
+    return [or_(column > after.time, and_(column == after.time, ref > after.order_ref))]
+
+
+def ordering(sort: OrderSort) -> tuple[Any, Any]:
+    column, ref = _sort_column(sort), orders.c.order_ref
+    return (column.desc(), ref.desc()) if _descending(sort) else (column.asc(), ref.asc())
+
+
 async def page(
     conn: AsyncConnection,
     filters: OrderFilters,
@@ -345,25 +360,17 @@ async def page(
     after: cursor.Position | None,
 ) -> tuple[Sequence[OrderRow], cursor.Position | None]:
     """One keyset page and the position after it (None on the last page)."""
-    column = _sort_column(sort)
-    ref = orders.c.order_ref
-    clauses = filter_clauses(filters)
-    if after is not None:
-        if _descending(sort):
-            clauses.append(
-                or_(column < after.time, and_(column == after.time, ref < after.order_ref))
-            )
-        else:
-            clauses.append(
-                or_(column > after.time, and_(column == after.time, ref > after.order_ref))
-            )
-    order = (column.desc(), ref.desc()) if _descending(sort) else (column.asc(), ref.asc())
-    stmt = select(orders).where(*clauses).order_by(*order).limit(limit + 1)
+    stmt = (
+        select(orders)
+        .where(*filter_clauses(filters), *keyset(sort, after))
+        .order_by(*ordering(sort))
+        .limit(limit + 1)
+    )
     rows = [row_to_order(r._mapping) for r in await conn.execute(stmt)]
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    when = last.created_at if column is orders.c.created_at else last.updated_at
+    when = last.created_at if _sort_column(sort) is orders.c.created_at else last.updated_at
     return rows[:limit], cursor.Position(when, last.order_ref)
 
 
