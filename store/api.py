@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 
 from store import export, findings, migrate, orders, reports
 from store.db import Database
+from store.errors import SchemaBehind
 from store.models import (
     Finding,
     FindingFilter,
@@ -50,6 +51,21 @@ class OrderStore:
     async def upgrade(self) -> str | None:
         """Create or upgrade the schema of this store's database (``store.migrate``)."""
         return await migrate.upgrade(self.db.engine.url)
+
+    async def ensure_schema(self) -> str | None:
+        """At service start. SQLite (the embedded default): create or upgrade the schema here,
+        so ``make run`` needs no step. PostgreSQL: migrations are a deployment step
+        (``cotpay-escrow db upgrade``); raise ``SchemaBehind`` if it was not run. Returns the
+        revision the database is at."""
+        if self.dialect == "sqlite":
+            return await self.upgrade()
+        revision = await migrate.current(self.db.engine.url)
+        if migrate.is_behind(revision):
+            raise SchemaBehind(
+                f"order store schema at {revision or 'nothing'}, this release needs "
+                f"{migrate.head_revision()}: run cotpay-escrow db upgrade"
+            )
+        return revision
 
     async def ping(self) -> None:
         """For ``/healthz``: ``StoreUnavailable`` unless the database answers with its schema."""

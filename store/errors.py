@@ -41,5 +41,9 @@ class StoreUnavailable(StoreError):
     """The database is unreachable, refused the connection or timed out."""
 
 
+class SchemaBehind(StoreUnavailable):
+    """The database has no schema or an older one: run ``cotpay-escrow db upgrade``."""
+
+
 class FindingNotFound(StoreError):
     """No finding with that id."""

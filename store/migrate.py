@@ -119,5 +119,18 @@ async def autogenerate_revision(url: str | URL | None, message: str) -> None:
     await _run(url, "revision", HEAD, message)
 
 
+def is_behind(revision: str | None) -> bool:
+    """True when ``revision`` is older than this code's head (None: no schema). A revision this
+    code does not know is newer (a later release migrated first): not behind."""
+    if revision is None:
+        return True
+    script = ScriptDirectory.from_config(alembic_config())
+    head = head_revision()
+    if revision == head:
+        return False
+    known = {rev.revision for rev in script.walk_revisions()}
+    return revision in known
+
+
 def describe(url: str | URL | None) -> str:
     return safe_url(_url(url))

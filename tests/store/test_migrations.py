@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from store import migrate
 from store.api import OrderStore
+from store.errors import SchemaBehind
 from store.models import FindingKind, OrderWrite
 from store.schema import metadata
 from tests.store.conftest import Databases
@@ -142,3 +144,22 @@ def test_python_m_store_reports_an_unreachable_database_without_its_password() -
     assert done.returncode == 2
     assert "unavailable" in done.stderr
     assert "s3cret-pw" not in done.stderr + done.stdout
+
+
+async def test_ensure_schema(databases: Databases) -> None:
+    url = await databases.new()
+    async with OrderStore.open(url) as fresh:
+        if fresh.dialect == "sqlite":
+            # The embedded default creates its schema by itself.
+            assert await fresh.ensure_schema() == "0002"
+        else:
+            with pytest.raises(SchemaBehind, match="db upgrade"):
+                await fresh.ensure_schema()
+            await migrate.upgrade(url, "0001")
+            with pytest.raises(SchemaBehind):
+                await fresh.ensure_schema()
+            await migrate.upgrade(url)
+            assert await fresh.ensure_schema() == "0002"
+        await fresh.ping()
+    assert migrate.is_behind(None) and migrate.is_behind("0001")
+    assert not migrate.is_behind("0002") and not migrate.is_behind("9999_from_a_later_release")

@@ -3,6 +3,7 @@ back the order view with its timeline."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -205,3 +206,24 @@ async def test_unreachable_store_is_unavailable(tmp_path) -> None:
                 await down.record(write("x-1", S.HELD, [event(1, datetime.now(UTC))]))
             with pytest.raises(StoreUnavailable):
                 await down.ping()
+
+
+async def test_concurrent_writes_in_any_order_end_at_the_newest(store: OrderStore) -> None:
+    statuses = [S.CREATING, S.AWAITING_PAYMENT, S.HELD, S.DELIVERED, S.PAYING_OUT, S.PAID_OUT]
+    writes = [
+        write(
+            "race-1",
+            status,
+            [event(n + 1, T0 + timedelta(minutes=n), "status", status)],
+            last_seq=n + 1,
+        )
+        for n, status in enumerate(statuses)
+    ]
+    order = [3, 0, 5, 1, 4, 2]
+    results = await asyncio.gather(*(store.record(writes[i]) for i in order))
+    assert sum(r.events_inserted for r in results) == len(statuses)
+    got = await store.get_order("race-1")
+    assert got is not None and got.status is S.PAID_OUT
+    assert [e.status for e in got.timeline] == statuses
+    row = await store.get_row("race-1")
+    assert row is not None and row.last_seq == 6 and row.updated_at == T0 + timedelta(minutes=5)
