@@ -19,6 +19,7 @@ COPY workflows workflows
 COPY activities activities
 COPY starter starter
 COPY sandbox sandbox
+COPY store store
 RUN pip install --no-deps --no-build-isolation . \
     && pip uninstall -y hatchling pathspec pluggy trove-classifiers packaging \
     && pip check
