@@ -18,6 +18,7 @@ COPY cotpay cotpay
 COPY workflows workflows
 COPY activities activities
 COPY starter starter
+COPY runtime runtime
 COPY sandbox sandbox
 RUN pip install --no-deps --no-build-isolation . \
     && pip uninstall -y hatchling pathspec pluggy trove-classifiers packaging \

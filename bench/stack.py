@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from bench.timed_client import TimedCotpayClient
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
 from starter.devserver import dev_server
 from starter.gateway_server import running_gateway
-from starter.settings import EscrowSettings, TemporalSettings
-from starter.temporal_client import connect
 from worker import build_worker
 from workflows.models import TASK_QUEUE, PayoutRule
 
@@ -53,15 +53,7 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
     ipn_secret = secrets.token_hex(16)
     async with contextlib.AsyncExitStack() as stack:
         address = await stack.enter_async_context(dev_server(None, log_file=root / "temporal.log"))
-        temporal = TemporalSettings(
-            address=address,
-            namespace="default",
-            task_queue=TASK_QUEUE,
-            tls_cert_file=None,
-            tls_key_file=None,
-            tls_ca_file=None,
-            api_key=None,
-        )
+        temporal = TemporalConfig(address=address, namespace="default", task_queue=TASK_QUEUE)
         client: Client = await connect(temporal)
         sandbox = await stack.enter_async_context(
             running_sandbox(root / "keys", payout_rule="immediate", write_credentials=False)

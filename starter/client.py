@@ -41,7 +41,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.codec import CodecSettings
+from runtime.codec import CodecSettings
 from starter.errors import (
     InvalidState,
     OrderClosed,

@@ -9,9 +9,9 @@ import structlog
 import uvicorn
 
 from cotpay.logs import configure_logging
-from starter.codec import CodecError, CodecSettings, EncryptionCodec, generate_key
-from starter.codec_server import create_codec_app
-from starter.settings import EscrowSettings
+from runtime.codec import CodecError, CodecSettings, EncryptionCodec, generate_key
+from runtime.codec_server import create_codec_app
+from runtime.settings import EscrowSettings
 
 log = structlog.get_logger(__name__)
 

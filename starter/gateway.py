@@ -23,6 +23,17 @@ from temporalio.client import Client
 from cotpay.ipn import IpnStatus, IpnStep, verify_ipn_signature
 from cotpay.logs import bind_order
 from cotpay.settings import CotpaySettings
+from runtime.metrics import (
+    MetricsSettings,
+    attention_gauge_loop,
+    mount_metrics,
+    record_ipn,
+    record_ipn_after_close,
+    record_ipn_rejected,
+    record_order_started,
+)
+from runtime.settings import EscrowSettings
+from runtime.tracing import instrument_app
 from starter.client import COTPAY_ID_PATTERN, EscrowClient, OrderSummary, StartResult
 from starter.errors import (
     EscrowClientError,
@@ -37,17 +48,6 @@ from starter.errors import (
 from starter.gateway_ipn import IpnRejected, merchant_key, read_ipn
 from starter.gateway_middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway_models import CreateOrderBody, ErrorBody, IpnAck
-from starter.metrics import (
-    MetricsSettings,
-    attention_gauge_loop,
-    mount_metrics,
-    record_ipn,
-    record_ipn_after_close,
-    record_ipn_rejected,
-    record_order_started,
-)
-from starter.settings import EscrowSettings
-from starter.tracing import instrument_app
 from workflows.models import (
     CancelRequest,
     DeliveryConfirmation,

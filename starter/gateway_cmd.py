@@ -16,21 +16,22 @@ from temporalio.runtime import Runtime
 
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
-from starter.codec import CodecError
+from runtime.codec import CodecError
+from runtime.metrics import MetricsSettings, temporal_runtime
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig
+from runtime.tracing import configure_tracing, shutdown_tracing
 from starter.gateway_server import serve_gateway
-from starter.metrics import MetricsSettings, temporal_runtime
 from starter.order_cmd import release_client
-from starter.settings import EscrowSettings, TemporalSettings
-from starter.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 RETRY_DELAY_S = 1.0
 
 
-async def _connect(settings: TemporalSettings, timeout_s: float) -> Client:
+async def _connect(settings: TemporalConfig, timeout_s: float) -> Client:
     """Connect with tracing interceptors (when OTLP is configured) and SDK metrics."""
-    from starter.temporal_client import connect
+    from runtime.temporal import connect
 
     interceptors = configure_tracing("cotpay-escrow-gateway")
     runtime: Runtime | None = temporal_runtime(MetricsSettings().sdk_metrics_address)
@@ -62,7 +63,7 @@ async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
 
 
 async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -> None:
-    temporal = TemporalSettings()
+    temporal = TemporalConfig.from_env()
     client = await _connect(temporal, args.connect_timeout)
     host = args.host or escrow.gateway_host
     port = args.port if args.port is not None else escrow.gateway_port

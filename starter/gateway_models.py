@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt
 
 from cotpay.models import MIN_AMOUNT, CotpayId, Description, PayMethod
+from runtime.settings import EscrowSettings
 from starter.client import IDENTITY_FIELDS
-from starter.settings import EscrowSettings
 from workflows.models import (
     BuyerProfile,
     Model,

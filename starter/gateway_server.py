@@ -15,9 +15,9 @@ from temporalio.client import Client
 
 from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
+from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway import create_app
-from starter.settings import EscrowSettings
 from workflows.models import TASK_QUEUE
 
 

@@ -20,11 +20,12 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from cotpay.models import PayMethod
+from runtime.codec import CodecError
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig
 from starter.client import EscrowClient, StartResult
-from starter.codec import CodecError
 from starter.errors import EscrowClientError
 from starter.gateway_models import CreateOrderBody
-from starter.settings import EscrowSettings, TemporalSettings
 from workflows.models import (
     CancelRequest,
     DeliveryConfirmation,
@@ -42,10 +43,10 @@ _T = TypeVar("_T")
 
 
 async def _with_client(action: Callable[[EscrowClient], Awaitable[_T]]) -> _T:
-    from starter.temporal_client import connect
+    from runtime.temporal import connect
 
     try:
-        settings = TemporalSettings()
+        settings = TemporalConfig.from_env()
         client = await connect(settings)
         return await action(EscrowClient(client, task_queue=settings.task_queue))
     finally:

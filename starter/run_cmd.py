@@ -38,8 +38,8 @@ import structlog
 
 from cotpay.logs import configure_logging
 from cotpay.settings import read_env_file
-from starter.codec import CodecError, KeyRing, generate_key
-from starter.codec_server import ui_codec_endpoint
+from runtime.codec import CodecError, KeyRing, generate_key
+from runtime.codec_server import ui_codec_endpoint
 from starter.devserver import DevServer
 from starter.processes import ChildProcess, port_in_use
 from workflows.models import PayoutRule

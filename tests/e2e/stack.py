@@ -25,11 +25,12 @@ from temporalio.client import Client
 
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
 from starter.client import EscrowClient
 from starter.gateway_server import running_gateway
 from starter.processes import ChildProcess
-from starter.settings import EscrowSettings, TemporalSettings
 from worker import run_worker
 
 API_KEY = "e2e-api-key"
@@ -62,7 +63,7 @@ def cotpay_env(settings: CotpaySettings) -> dict[str, str]:
 
 @asynccontextmanager
 async def worker_task(
-    temporal: TemporalSettings, cotpay: CotpaySettings, escrow: EscrowSettings
+    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
 ) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop))
@@ -77,7 +78,7 @@ async def worker_task(
 
 
 def worker_process(
-    temporal: TemporalSettings,
+    temporal: TemporalConfig,
     cotpay: CotpaySettings,
     escrow: EscrowSettings,
     log_file: Path,
@@ -217,7 +218,7 @@ class Stack:
 
 @asynccontextmanager
 async def stack_on(
-    temporal: TemporalSettings,
+    temporal: TemporalConfig,
     client: Client,
     sandbox: RunningSandbox,
     *,

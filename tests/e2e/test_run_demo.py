@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
 from starter.demo_cmd import run_demo
 from starter.processes import ChildProcess, free_port
-from starter.settings import TemporalSettings
 
 from .run_process import CLI, clean_env, cli, wait_ready
 from .stack import API_KEY, Stack, cotpay_env, stack_on
@@ -147,7 +147,7 @@ async def test_run_with_another_cotpay_starts_no_sandbox(
 
 @pytest.fixture
 async def t1_gateway(
-    temporal_settings: TemporalSettings,
+    temporal_settings: TemporalConfig,
     temporal_client: Client,
     sandbox: RunningSandbox,
     stack: Stack,

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
+from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox
 from starter.devserver import DevServer
-from starter.settings import TemporalSettings
-from starter.temporal_client import connect
 from workflows.models import EscrowStatus
 
 from .stack import Stack, stack_on
@@ -35,7 +34,7 @@ async def test_ipn_during_temporal_outage_gets_5xx_then_lands(
     log_file = e2e_dir / "outage" / "temporal.log"
     server = DevServer(db, log_file=log_file)
     await server.start()
-    settings = TemporalSettings(address=server.address, namespace="default")
+    settings = TemporalConfig(address=server.address, namespace="default")
     client = await connect(settings)
     try:
         async with stack_on(settings, client, sandbox) as stack:

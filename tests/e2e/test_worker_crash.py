@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox
 from starter.devserver import DevServer
 from starter.processes import ChildProcess
-from starter.settings import TemporalSettings
-from starter.temporal_client import connect
 from workflows.models import EscrowStatus
 
 from .conftest import CRASH_NAMESPACE
@@ -30,7 +29,7 @@ async def two_workers(
 
     The workers log to ``<logs>/<name>-worker-{1,2}.log``; both are stopped at the end.
     """
-    settings = TemporalSettings(address=temporal_server.address, namespace=CRASH_NAMESPACE)
+    settings = TemporalConfig(address=temporal_server.address, namespace=CRASH_NAMESPACE)
     client = await connect(settings)
     async with stack_on(settings, client, sandbox, in_process_worker=False) as stack:
         escrow = escrow_settings(stack.gateway_url)

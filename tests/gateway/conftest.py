@@ -25,10 +25,10 @@ from activities.models import CallResult, CustomerCheckInput
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
+from runtime.codec import escrow_data_converter
+from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.codec import escrow_data_converter
 from starter.gateway import create_app
-from starter.settings import EscrowSettings
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow

@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
+from runtime.settings import EscrowSettings
 from starter.gateway_server import running_gateway
-from starter.settings import EscrowSettings
 from tests.gateway.conftest import API_KEYS, IPN_SECRET, new_ref, order_body
 
 pytestmark = pytest.mark.timeout(120)

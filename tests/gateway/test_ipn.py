@@ -14,11 +14,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
+from runtime.codec import escrow_data_converter
+from runtime.metrics import IPN_AFTER_CLOSE
+from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.codec import escrow_data_converter
-from starter.metrics import IPN_AFTER_CLOSE
 from starter.processes import free_port
-from starter.settings import EscrowSettings
 from tests.gateway.conftest import IPN_SECRET, gateway_client, new_ref, order_body
 from tests.gateway.ipn_helpers import ipn_path, post_ipn, post_sealed_ipn
 

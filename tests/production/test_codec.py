@@ -8,7 +8,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
-from starter.codec import (
+from runtime.codec import (
     ENCODING,
     KEY_ID_METADATA,
     CodecError,

@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from starter.codec import ENCODING, EncryptionCodec, KeyRing
-from starter.codec_server import create_codec_app, ui_codec_endpoint
+from runtime.codec import ENCODING, EncryptionCodec, KeyRing
+from runtime.codec_server import create_codec_app, ui_codec_endpoint
 from tests.production.helpers import make_key, serve
 
 UI = "http://127.0.0.1:8233"

@@ -14,14 +14,14 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from starter.codec import CodecSettings, escrow_data_converter
-from starter.devserver import temporal_binary
-from starter.metrics import (
+from runtime.codec import CodecSettings, escrow_data_converter
+from runtime.metrics import (
     ATTENTION_QUERY,
     EscrowMetricsInterceptor,
     refresh_attention_gauge,
     temporal_runtime,
 )
+from starter.devserver import temporal_binary
 from starter.processes import free_port
 from tests.production.helpers import make_key
 from tests.production.probe_workflow import (

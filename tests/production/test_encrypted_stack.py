@@ -18,12 +18,11 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
+from runtime.codec import CodecSettings, escrow_data_converter
+from runtime.codec_server import create_codec_app, ui_codec_endpoint
+from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
-from starter.codec import CodecSettings, escrow_data_converter
-from starter.codec_server import create_codec_app, ui_codec_endpoint
 from starter.devserver import DevServer
-from starter.settings import TemporalSettings
-from starter.temporal_client import connect
 from tests.e2e.stack import Stack, stack_on
 from tests.production.helpers import make_key, serve
 from workflows.models import EscrowStatus, workflow_id_for
@@ -62,7 +61,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevS
 async def encrypted_stack(
     codec_env: CodecSettings, server: DevServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
-    temporal = TemporalSettings(address=server.address, namespace="default")
+    temporal = TemporalConfig(address=server.address, namespace="default")
     client = await connect(temporal)
     keys: Path = tmp_path_factory.mktemp("encrypted-keys")
     sandbox: RunningSandbox

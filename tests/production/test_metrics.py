@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from temporalio.exceptions import ApplicationError
 
 from cotpay.codes import CotpayProtocolError, CotpayTransportError, error_for
-from starter.metrics import (
+from runtime.metrics import (
     MetricsSettings,
     mount_metrics,
     outcome_code,

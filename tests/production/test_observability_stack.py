@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from runtime.temporal import TemporalConfig
 from sandbox.testing import running_sandbox
 from starter import gateway_cmd
 from starter.devserver import DevServer
 from starter.processes import free_port
-from starter.settings import TemporalSettings
 from tests.e2e.stack import Stack, escrow_settings, stack_on, worker_process
 from workflows.models import EscrowStatus, workflow_id_for
 
@@ -57,7 +57,7 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
     gateway_sdk = f"127.0.0.1:{free_port()}"
     worker_sdk = f"127.0.0.1:{free_port()}"
     worker_port = free_port()
-    temporal = TemporalSettings(address=dev.address, namespace="default")
+    temporal = TemporalConfig(address=dev.address, namespace="default")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ESCROW_SDK_METRICS_ADDRESS", gateway_sdk)
         client = await gateway_cmd._connect(temporal, 10)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from starter.codec import CodecSettings, search_salt
+from runtime.codec import CodecSettings, search_salt
 from workflows.pseudonym import search_id, search_id_hex_salt
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.codec import CodecSettings
 from starter import run_cmd
-from starter.codec import CodecSettings
 
 
 def plan(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> run_cmd.StackPlan:

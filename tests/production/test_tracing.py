@@ -7,14 +7,14 @@ import textwrap
 
 from fastapi import FastAPI, Request
 
-from starter.tracing import TracingSettings, configure_tracing, instrument_app, tracing_enabled
+from runtime.tracing import TracingSettings, configure_tracing, instrument_app, tracing_enabled
 from tests.production.helpers import serve
 
 SCRIPT = textwrap.dedent(
     """
     import asyncio, httpx
     from fastapi import FastAPI
-    from starter.tracing import configure_tracing, instrument_app, shutdown_tracing
+    from runtime.tracing import configure_tracing, instrument_app, shutdown_tracing
 
     interceptors = configure_tracing("cotpay-escrow-test")
     assert type(interceptors[0]).__name__ == "TracingInterceptor", interceptors

@@ -1,26 +1,16 @@
-"""Service configuration from the environment (DESIGN.md 7): Temporal and ``ESCROW_*``."""
+"""The ``ESCROW_*`` settings the worker, the gateway and the CLI share (docs/deployment.md).
+
+Temporal's connection is configured apart, the Temporal CLI's way (``runtime/temporal.py``).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workflows.models import TASK_QUEUE, PayoutRule
-
-
-class TemporalSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TEMPORAL_", extra="ignore")
-
-    address: str = "127.0.0.1:7233"
-    namespace: str = "default"
-    task_queue: str = TASK_QUEUE
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_ca_file: Path | None = None
-    api_key: SecretStr | None = None
+from workflows.models import PayoutRule
 
 
 class EscrowSettings(BaseSettings):

@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from starter.codec import CodecError
+from runtime.codec import CodecError
 
 log = structlog.get_logger(__name__)
 
