@@ -27,7 +27,7 @@ from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
 from starter.devserver import dev_server
-from starter.gateway_server import running_gateway
+from starter.gateway.server import running_gateway
 from worker import build_worker
 from workflows.models import TASK_QUEUE, PayoutRule
 

@@ -21,7 +21,7 @@ from runtime.metrics import MetricsSettings, temporal_runtime
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig
 from runtime.tracing import configure_tracing, shutdown_tracing
-from starter.gateway_server import serve_gateway
+from starter.gateway.server import serve_gateway
 from starter.order_cmd import release_client
 
 log = structlog.get_logger("cotpay_escrow.gateway")

@@ -23,9 +23,7 @@ from cotpay.models import PayMethod
 from runtime.codec import CodecError
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig
-from starter.client import EscrowClient, StartResult
-from starter.errors import EscrowClientError
-from starter.gateway_models import CreateOrderBody
+from starter.client import CreateOrderBody, EscrowClient, EscrowClientError, StartResult
 from workflows.models import (
     CancelRequest,
     DeliveryConfirmation,

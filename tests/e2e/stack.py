@@ -29,7 +29,7 @@ from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
 from starter.client import EscrowClient
-from starter.gateway_server import running_gateway
+from starter.gateway.server import running_gateway
 from starter.processes import ChildProcess
 from worker import run_worker
 

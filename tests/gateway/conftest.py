@@ -28,7 +28,7 @@ from cotpay.settings import CotpaySettings
 from runtime.codec import escrow_data_converter
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.gateway import create_app
+from starter.gateway.app import create_app
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
-from starter.gateway_server import running_gateway
+from starter.gateway.server import running_gateway
 from tests.gateway.conftest import API_KEYS, IPN_SECRET, new_ref, order_body
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,8 +9,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnBody, IpnStep
-from starter.client import EscrowClient
-from starter.errors import (
+from starter.client import (
+    EscrowClient,
     OrderClosed,
     OrderConflict,
     OrderNotFound,

@@ -6,11 +6,16 @@ buyer, amount, description, pay method, agent) plus whatever the caller set expl
 existing input is read from the first event of the order's history (``WorkflowExecutionStarted``)
 and whether this call created the order from a one-time token in the start memo, so a
 concurrent duplicate start is told apart from the original.
+
+Failures map to the typed errors of ``starter/client/errors.py`` by what the SDK carries: RPC
+status codes, and for a refused update the ``ApplicationError.type`` the workflow's validator
+set (``workflows/rules.py``; docs/http-api.md lists the codes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Collection
@@ -42,7 +47,7 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.codec import CodecSettings
-from starter.errors import (
+from starter.client.errors import (
     InvalidState,
     OrderClosed,
     OrderConflict,
@@ -87,7 +92,8 @@ _UNAVAILABLE = frozenset(
 )
 COTPAY_ID_PATTERN = r"^[A-Za-z0-9+_-]{1,10}$"  # the ids list filters accept
 _COTPAY_ID = re.compile(COTPAY_ID_PATTERN)
-_CODED = re.compile(r"^([a-z][a-z0-9_]{1,48}): (.+)$", re.DOTALL)
+# A refusal's failure type is a stable code (``invalid_state``), not a Python class name.
+_STABLE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
 
 
 class FromEnvironment(Enum):
@@ -144,14 +150,19 @@ def order_summary(execution: WorkflowExecution) -> OrderSummary:
     )
 
 
-def _coded(failure: BaseException | None, default: str) -> tuple[str, str]:
-    text = str(failure) if failure is not None else default
-    if isinstance(failure, ApplicationError | FailureError):
-        text = failure.message
-    match = _CODED.match(text)
-    if match:
-        return match.group(1), match.group(2)
-    return default, text
+def refusal(failure: BaseException | None, default: str = "invalid_state") -> InvalidState:
+    """The ``InvalidState`` of a failed update: its code is the failure's type.
+
+    The workflow refuses with an ``ApplicationError`` whose type is the stable code and whose
+    message is ``"<code>: <sentence>"`` (``workflows.rules.Refused``); the sentence is the
+    message. Any other failure is ``default`` with the failure's message.
+    """
+    if isinstance(failure, ApplicationError) and failure.type and _STABLE_CODE.match(failure.type):
+        code = failure.type
+        return InvalidState(code, failure.message.removeprefix(f"{code}: "))
+    if isinstance(failure, FailureError):
+        return InvalidState(default, failure.message)
+    return InvalidState(default, str(failure) if failure is not None else default)
 
 
 def _unavailable(err: RPCError) -> bool:
@@ -280,7 +291,7 @@ class EscrowClient:
                 timeout=wait.total_seconds(),
             )
         except BaseException:
-            _consume_start_error(operation)
+            await _consume_start_error(operation)
             raise
 
     @staticmethod
@@ -453,8 +464,7 @@ class EscrowClient:
                 name, arg, result_type=OrderView, rpc_timeout=self._rpc_timeout
             )
         except WorkflowUpdateFailedError as err:
-            code, message = _coded(err.cause, "invalid_state")
-            raise InvalidState(code, message) from err
+            raise refusal(err.cause) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             raise TemporalUnavailable(f"order {order_ref!r}: {name} timed out") from err
         except RPCError as err:
@@ -492,12 +502,19 @@ class EscrowClient:
         return err
 
 
-def _consume_start_error(operation: WithStartWorkflowOperation[Any, Any]) -> None:
-    """The SDK also stores a failed start in the operation's handle future; read it so asyncio
-    does not log "Future exception was never retrieved" at garbage collection."""
-    future = getattr(operation, "_workflow_handle", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        future.exception()
+async def _consume_start_error(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The SDK also stores a failed start in the operation (``workflow_handle()``); read it so
+    asyncio does not log "Future exception was never retrieved" at garbage collection.
+
+    By the time the update call has failed, the SDK has set the start's outcome or never will
+    (the call was cancelled before the start answered); the latter is not waited for.
+    """
+    waiter = asyncio.ensure_future(operation.workflow_handle())
+    await asyncio.sleep(0)
+    if not waiter.done():
+        waiter.cancel()
+    with contextlib.suppress(BaseException):
+        await waiter
 
 
 def _view(value: Any) -> OrderView:

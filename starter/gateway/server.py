@@ -17,7 +17,7 @@ from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
-from starter.gateway import create_app
+from starter.gateway.app import create_app
 from workflows.models import TASK_QUEUE
 
 

@@ -1,4 +1,6 @@
-"""Request and response bodies of the HTTP gateway (camelCase JSON, unknown fields refused).
+"""The start request both front doors take: ``POST /v1/orders`` and ``cotpay-escrow order start``.
+
+camelCase JSON, unknown fields refused (docs/http-api.md).
 
 ASSUMPTIONS: durations are ISO 8601 (``"PT24H"``) or seconds; amounts are whole VND between
 Cotpay's minimum (30,000) and ``MAX_AMOUNT`` (an int64-safe cap so the ``EscrowAmount`` search
@@ -9,20 +11,19 @@ taken from ``EscrowSettings`` when the order starts and fixed into the workflow 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictInt
 
 from cotpay.models import MIN_AMOUNT, CotpayId, Description, PayMethod
 from runtime.settings import EscrowSettings
-from starter.client import IDENTITY_FIELDS
+from starter.client.escrow import IDENTITY_FIELDS
 from workflows.models import (
     BuyerProfile,
     Model,
     OrderInput,
     OrderRef,
     OrderTimers,
-    OrderView,
     PayoutRule,
 )
 
@@ -85,16 +86,3 @@ class CreateOrderBody(Model):
 
 def _or(value: timedelta | None, default: timedelta) -> timedelta:
     return default if value is None else value
-
-
-class ErrorBody(Model):
-    error: str
-    message: str
-    fields: list[dict[str, Any]] | None = None
-    cotpay_code: int | None = None
-    order: OrderView | None = None
-
-
-class IpnAck(Model):
-    ok: bool = True
-    recorded: bool = False
