@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
-from starter.demo_cmd import run_demo
+from starter.cli.demo import run_demo
 from starter.processes import ChildProcess, free_port
 
 from .run_process import CLI, clean_env, cli, wait_ready

@@ -45,7 +45,7 @@ def services() -> dict[str, dict[str, Any]]:
 
 def registered_commands() -> dict[str, str]:
     """Sub-command name -> module, by reading the modules listed in ``COMMAND_MODULES``."""
-    cli = ast.parse((ROOT / "starter" / "cli.py").read_text())
+    cli = ast.parse((ROOT / "starter" / "cli" / "__init__.py").read_text())
     modules: list[str] = []
     for node in ast.walk(cli):
         if isinstance(node, ast.AnnAssign | ast.Assign):

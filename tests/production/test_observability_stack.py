@@ -20,7 +20,7 @@ import pytest
 
 from runtime.temporal import TemporalConfig
 from sandbox.testing import running_sandbox
-from starter import gateway_cmd
+from starter.cli import gateway as gateway_cmd
 from starter.devserver import DevServer
 from starter.processes import free_port
 from tests.e2e.stack import Stack, escrow_settings, stack_on, worker_process

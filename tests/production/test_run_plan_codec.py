@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.codec import CodecSettings
-from starter import run_cmd
+from starter.cli import run as run_cmd
 
 
 def plan(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> run_cmd.StackPlan:

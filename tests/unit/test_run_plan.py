@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from starter import demo_cmd, run_cmd
+from starter.cli import demo as demo_cmd
+from starter.cli import run as run_cmd
 from starter.devserver import SEARCH_ATTRIBUTES, dev_server_argv
 
 

@@ -1,7 +1,10 @@
-"""The ``cotpay-escrow`` command line.
+"""The ``cotpay-escrow`` command line (docs/cli.md).
 
 Each command group lives in its own module and exposes ``register(subparsers)``; a command sets
-``func`` (taking the parsed namespace, returning an exit code) on its parser.
+``func`` (taking the parsed namespace, returning an exit code) on its parser. Command modules
+share ``output.py`` (printing) and ``actions.py`` (one client action against Temporal) and never
+import each other. The ``sandbox`` and ``api`` groups belong to the sandbox and to the Cotpay
+protocol package (``sandbox/cli.py``, ``cotpay/cli.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "sandbox.cli",
     "cotpay.cli",
-    "starter.codec_cmd",
-    "starter.run_cmd",
-    "starter.demo_cmd",
-    "starter.gateway_cmd",
-    "starter.order_cmd",
-    "starter.ops_cmd",
-    "starter.worker_cmd",
+    "starter.cli.codec",
+    "starter.cli.run",
+    "starter.cli.demo",
+    "starter.cli.gateway",
+    "starter.cli.order",
+    "starter.cli.ops",
+    "starter.cli.worker",
 )
 
 
@@ -45,7 +48,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     code: int = func(args)
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

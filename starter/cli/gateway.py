@@ -1,4 +1,4 @@
-"""``cotpay-escrow gateway [--host H] [--port P]``: the HTTP gateway (DESIGN.md 6).
+"""``cotpay-escrow gateway [--host H] [--port P]``: the HTTP gateway (docs/http-api.md).
 
 Settings: ``TEMPORAL_*``, ``ESCROW_*`` (API keys, IPN secret, body cap, host and port defaults)
 and ``COTPAY_PRIVATE_KEY_FILE`` (opens sealed IPNs). Waits up to ``--connect-timeout`` seconds
@@ -19,10 +19,9 @@ from cotpay.settings import CotpaySettings
 from runtime.codec import CodecError
 from runtime.metrics import MetricsSettings, temporal_runtime
 from runtime.settings import EscrowSettings
-from runtime.temporal import TemporalConfig
+from runtime.temporal import TemporalConfig, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
 from starter.gateway.server import serve_gateway
-from starter.order_cmd import release_client
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -31,8 +30,6 @@ RETRY_DELAY_S = 1.0
 
 async def _connect(settings: TemporalConfig, timeout_s: float) -> Client:
     """Connect with tracing interceptors (when OTLP is configured) and SDK metrics."""
-    from runtime.temporal import connect
-
     interceptors = configure_tracing("cotpay-escrow-gateway")
     runtime: Runtime | None = temporal_runtime(MetricsSettings().sdk_metrics_address)
     loop = asyncio.get_running_loop()

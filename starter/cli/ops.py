@@ -3,7 +3,7 @@
 ``list`` reads Temporal visibility (search attribute ``EscrowStatus``; needs a server with
 advanced visibility, e.g. the dev server or any cluster); the actions are the workflow's
 ``operator_action`` update. The operator name recorded on the order is ``--operator`` or the
-login name.
+login name (docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import argparse
 import getpass
 from typing import Any
 
+from starter.cli.actions import run_action
+from starter.cli.output import dump, fail, json_flag, render_view, table, when
 from starter.client import EscrowClient, OrderSummary
-from starter.order_cmd import dump, fail, json_flag, render_view, run_action, table, when
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
 

@@ -1,4 +1,7 @@
-"""``cotpay-escrow worker``: run the Temporal worker (settings from the environment)."""
+"""``cotpay-escrow worker``: run the Temporal worker (settings from the environment).
+
+The only module of the service that imports ``worker.py`` (docs/architecture-starter.md).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``cotpay-escrow codec-server``: serve the payload codec to the Temporal UI and CLI."""
+"""``cotpay-escrow codec-server``: serve the payload codec to the Temporal UI and CLI.
+
+The app is ``runtime/codec_server.py``; keys and token from ``ESCROW_CODEC_*`` (docs/deployment.md).
+"""
 
 from __future__ import annotations
 
