@@ -7,12 +7,12 @@ import pytest
 
 from workflows.models import EscrowStatus
 
-from .stack import Stack
+from .driver import E2EStack
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_release_refused_while_the_return_is_pending_then_refunded(stack: Stack) -> None:
+async def test_release_refused_while_the_return_is_pending_then_refunded(stack: E2EStack) -> None:
     view = await stack.started("rv-pending", timers={"returnWindow": "PT2S"})
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     await stack.pay(id_order)

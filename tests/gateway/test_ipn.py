@@ -18,7 +18,7 @@ from runtime.codec import escrow_data_converter
 from runtime.metrics import IPN_AFTER_CLOSE
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.processes import free_port
+from starter.stack.processes import free_port
 from tests.gateway.conftest import IPN_SECRET, gateway_client, new_ref, order_body
 from tests.gateway.ipn_helpers import ipn_path, post_ipn, post_sealed_ipn
 

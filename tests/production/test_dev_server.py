@@ -21,8 +21,8 @@ from runtime.metrics import (
     refresh_attention_gauge,
     temporal_runtime,
 )
-from starter.devserver import temporal_binary
-from starter.processes import free_port
+from starter.stack.devserver import temporal_binary
+from starter.stack.processes import free_port
 from tests.production.helpers import make_key
 from tests.production.probe_workflow import (
     ESCROW_STATUS,

@@ -22,8 +22,8 @@ from runtime.codec import CodecSettings, escrow_data_converter
 from runtime.codec_server import create_codec_app, ui_codec_endpoint
 from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
-from starter.devserver import DevServer
-from tests.e2e.stack import Stack, stack_on
+from starter.stack.devserver import DevServer
+from tests.e2e.driver import E2EStack, e2e_stack
 from tests.production.helpers import make_key, serve
 from workflows.models import EscrowStatus, workflow_id_for
 from workflows.pseudonym import search_id_hex_salt
@@ -60,14 +60,14 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevS
 @pytest.fixture(scope="module")
 async def encrypted_stack(
     codec_env: CodecSettings, server: DevServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[E2EStack]:
     temporal = TemporalConfig(address=server.address, namespace="default")
     client = await connect(temporal)
     keys: Path = tmp_path_factory.mktemp("encrypted-keys")
     sandbox: RunningSandbox
     async with (
         running_sandbox(keys, payout_rule="immediate") as sandbox,
-        stack_on(temporal, client, sandbox) as stack,
+        e2e_stack(temporal, sandbox, client=client) as stack,
     ):
         yield stack
 
@@ -78,7 +78,7 @@ async def raw_history(address: str, workflow_id: str) -> str:
     return history.to_json()
 
 
-async def paid_out_order(stack: Stack) -> tuple[dict[str, Any], str]:
+async def paid_out_order(stack: E2EStack) -> tuple[dict[str, Any], str]:
     body = await stack.order_body("enc", buyer={"name": BUYER_NAME, "email": BUYER_EMAIL})
     view = await stack.started("enc", buyer=body["buyer"])
     await stack.pay(view["cotpayOrderId"])
@@ -90,7 +90,7 @@ async def paid_out_order(stack: Stack) -> tuple[dict[str, Any], str]:
 
 
 async def test_history_payloads_are_encrypted(
-    encrypted_stack: Stack, server: DevServer, codec_env: CodecSettings
+    encrypted_stack: E2EStack, server: DevServer, codec_env: CodecSettings
 ) -> None:
     assert encrypted_stack.temporal.data_converter.payload_codec is not None
     done, ref = await paid_out_order(encrypted_stack)
@@ -102,7 +102,7 @@ async def test_history_payloads_are_encrypted(
 
 
 async def test_codec_server_shows_the_started_order(
-    encrypted_stack: Stack, server: DevServer, codec_env: CodecSettings
+    encrypted_stack: E2EStack, server: DevServer, codec_env: CodecSettings
 ) -> None:
     view = await encrypted_stack.started("ui", buyer={"name": BUYER_NAME, "email": BUYER_EMAIL})
     plain = await Client.connect(server.address)
@@ -124,7 +124,7 @@ async def test_codec_server_shows_the_started_order(
 
 
 async def test_search_attributes_hold_pseudonyms(
-    encrypted_stack: Stack, server: DevServer, codec_env: CodecSettings
+    encrypted_stack: E2EStack, server: DevServer, codec_env: CodecSettings
 ) -> None:
     done, ref = await paid_out_order(encrypted_stack)
     history = await raw_history(server.address, workflow_id_for(ref))

@@ -21,9 +21,9 @@ import pytest
 from runtime.temporal import TemporalConfig
 from sandbox.testing import running_sandbox
 from starter.cli import gateway as gateway_cmd
-from starter.devserver import DevServer
-from starter.processes import free_port
-from tests.e2e.stack import Stack, escrow_settings, stack_on, worker_process
+from starter.stack.devserver import DevServer
+from starter.stack.processes import free_port
+from tests.e2e.driver import E2EStack, e2e_stack
 from workflows.models import EscrowStatus, workflow_id_for
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ PHONE = re.compile(r"(?<![0-9])0[0-9]{9}(?![0-9])")
 
 @dataclass
 class Observed:
-    stack: Stack
+    stack: E2EStack
     order: dict[str, Any]
     gateway_metrics: str
     gateway_sdk_metrics: str
@@ -64,40 +64,35 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
     try:
         async with (
             running_sandbox(work / "keys", payout_rule="immediate") as sandbox,
-            stack_on(temporal, client, sandbox, in_process_worker=False) as stack,
-        ):
-            log_file = work / "worker.log"
-            worker = worker_process(
-                temporal, sandbox.cotpay_settings(), escrow_settings(stack.gateway_url), log_file
-            )
-            assert worker.env is not None
-            worker.env.update(
-                {
+            e2e_stack(
+                temporal,
+                sandbox,
+                client=client,
+                worker="process",
+                log_dir=work,
+                worker_extra_env={
                     "ESCROW_METRICS_PORT": str(worker_port),
                     "ESCROW_SDK_METRICS_ADDRESS": worker_sdk,
-                }
+                },
+            ) as stack,
+        ):
+            order = await complete_an_order(stack)
+            r = await stack.post_ipn(order["orderRef"], "payment", {}, sig="forged")
+            assert r.status_code == 403
+            yield Observed(
+                stack=stack,
+                order=order,
+                gateway_metrics=await scrape(f"{stack.gateway_url}/metrics"),
+                gateway_sdk_metrics=await scrape(f"http://{gateway_sdk}/metrics"),
+                worker_metrics=await scrape(f"http://127.0.0.1:{worker_port}/metrics"),
+                worker_sdk_metrics=await scrape(f"http://{worker_sdk}/metrics"),
+                worker_log=work / "worker.log",
             )
-            await worker.start()
-            try:
-                order = await complete_an_order(stack)
-                r = await stack.post_ipn(order["orderRef"], "payment", {}, sig="forged")
-                assert r.status_code == 403
-                yield Observed(
-                    stack=stack,
-                    order=order,
-                    gateway_metrics=await scrape(f"{stack.gateway_url}/metrics"),
-                    gateway_sdk_metrics=await scrape(f"http://{gateway_sdk}/metrics"),
-                    worker_metrics=await scrape(f"http://127.0.0.1:{worker_port}/metrics"),
-                    worker_sdk_metrics=await scrape(f"http://{worker_sdk}/metrics"),
-                    worker_log=log_file,
-                )
-            finally:
-                await worker.stop(grace=20)
     finally:
         await dev.stop()
 
 
-async def complete_an_order(stack: Stack) -> dict[str, Any]:
+async def complete_an_order(stack: E2EStack) -> dict[str, Any]:
     view = await stack.started("obs")
     await stack.pay(view["cotpayOrderId"])
     await stack.wait_status(view["orderRef"], EscrowStatus.HELD)

@@ -21,7 +21,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
-from starter.processes import ChildProcess, free_port
+from starter.stack.processes import ChildProcess, free_port
 from tests.e2e.run_process import CLI, clean_env, cli, wait_ready
 from workflows.models import workflow_id_for
 

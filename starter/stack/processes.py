@@ -1,5 +1,7 @@
 """Child processes that belong to one parent: started in their own session, stopped in order.
 
+The building block of the stack's process parts (``parts.py``, ``devserver.py``).
+
 Each child gets its own process group, so a terminal's Ctrl-C reaches only the parent, which then
 stops the children one by one (SIGTERM, then SIGKILL after a grace period). On Linux a child is
 also sent SIGTERM when its parent dies, so a killed ``run`` or test session leaves no orphans.
@@ -14,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -69,6 +72,8 @@ class ChildProcess:
         self.cwd = cwd
         self.discard_output = discard_output
         self.process: asyncio.subprocess.Process | None = None
+        self.started_at: float | None = None
+        """Wall-clock time (``time.time()``) just before the process was spawned."""
         self._log_handle: IO[bytes] | None = None
 
     @property
@@ -87,6 +92,7 @@ class ChildProcess:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = self.log_file.open("ab")
             output = self._log_handle
+        self.started_at = time.time()
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
