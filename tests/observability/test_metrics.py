@@ -19,7 +19,7 @@ from runtime.metrics import (
     record_order_started,
     temporal_runtime,
 )
-from tests.production.helpers import serve
+from tests.support import serve
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

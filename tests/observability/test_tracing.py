@@ -8,7 +8,7 @@ import textwrap
 from fastapi import FastAPI, Request
 
 from runtime.tracing import TracingSettings, configure_tracing, instrument_app, tracing_enabled
-from tests.production.helpers import serve
+from tests.support import serve
 
 SCRIPT = textwrap.dedent(
     """

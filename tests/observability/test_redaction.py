@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from cotpay.logs import bind_order, configure_logging, scrub
-from tests.production.helpers import make_key
+from tests.support import make_key
 
 EMAIL = "bich.tran@example.vn"
 PHONE = "0912345678"

@@ -10,7 +10,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from runtime.codec import ENCODING, EncryptionCodec, KeyRing
 from runtime.codec_server import create_codec_app, ui_codec_endpoint
-from tests.production.helpers import make_key, serve
+from tests.support import make_key, serve
 
 UI = "http://127.0.0.1:8233"
 TOKEN = "codec-test-token"

@@ -23,8 +23,7 @@ from runtime.metrics import (
 )
 from starter.stack.devserver import temporal_binary
 from starter.stack.processes import free_port
-from tests.production.helpers import make_key
-from tests.production.probe_workflow import (
+from tests.runtime.probe_workflow import (
     ESCROW_STATUS,
     SELLER_ID,
     ProbeInput,
@@ -33,6 +32,7 @@ from tests.production.probe_workflow import (
     payment,
     verify_order,
 )
+from tests.support import make_key
 from workflows.pseudonym import search_id_hex_salt
 
 TEMPORAL = temporal_binary()

@@ -24,7 +24,7 @@ from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.stack.devserver import DevServer
 from tests.e2e.driver import E2EStack, e2e_stack
-from tests.production.helpers import make_key, serve
+from tests.support import make_key, serve
 from workflows.models import EscrowStatus, workflow_id_for
 from workflows.pseudonym import search_id_hex_salt
 from workflows.search_attributes import BUYER_ID, SELLER_ID

@@ -19,7 +19,7 @@ from runtime.codec import (
     escrow_data_converter,
     search_salt,
 )
-from tests.production.helpers import make_key
+from tests.support import make_key
 
 
 class Buyer(BaseModel):
