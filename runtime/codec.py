@@ -1,5 +1,7 @@
 """Payload encryption: an AES-256-GCM ``PayloadCodec`` over a key ring, and the data converter.
 
+Keys, rotation and the codec server: docs/deployment.md (section 3).
+
 Every client, worker, test environment and replayer builds its converter with
 ``escrow_data_converter(CodecSettings())``. With no keys configured that is the plain pydantic
 converter (the development default); production sets ``ESCROW_CODEC_KEYS``.

@@ -1,4 +1,4 @@
-"""The codec server the Temporal UI and CLI call to show decrypted payloads.
+"""The codec server the Temporal UI and CLI call to show decrypted payloads (docs/deployment.md).
 
 Protocol (Temporal's remote codec): ``POST /encode`` and ``POST /decode`` take and return the
 ``Payloads`` protobuf as JSON, ``{"payloads": [{"metadata": {"encoding": "<base64>"},

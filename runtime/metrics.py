@@ -1,4 +1,4 @@
-"""Metrics: the Temporal SDK's Prometheus endpoint and the service's own series.
+"""Metrics: the Temporal SDK's Prometheus endpoint and the service's own series (docs/alerting.md).
 
 Service series live in ``prometheus_client``'s default registry. The gateway serves them on its
 own ``/metrics`` (``mount_metrics``) and refreshes the ``NEEDS_ATTENTION`` gauge every

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing, off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+"""OpenTelemetry tracing, off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (docs/deployment.md).
 
 Spans go to the OTLP/HTTP exporter (the standard ``OTEL_*`` variables configure it, e.g.
 ``OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318``). Temporal calls are traced by

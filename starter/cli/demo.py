@@ -1,5 +1,7 @@
 """``cotpay-escrow demo``: one order through a running stack, checkout to payout, step by step.
 
+See docs/running.md.
+
 Talks HTTP only: the gateway (``/v1/orders``) for the shop's side and the sandbox admin API
 (``/sandbox/...``) for the buyer paying and the ledger check. With the ``t1-1600`` payout rule the
 payout is not allowed before 16:00 (Vietnam) the next day. By default (``--shift-clock``) the

@@ -1,4 +1,7 @@
-"""Typed errors of the escrow client; the gateway and the CLI map each to one stable code."""
+"""Typed errors of the escrow client; the gateway and the CLI map each to one stable code.
+
+The codes and their HTTP statuses are listed in docs/http-api.md.
+"""
 
 from __future__ import annotations
 
