@@ -48,6 +48,10 @@ DEPRECATED_VARIABLES: Mapping[str, str] = {
 }
 
 
+class TemporalConfigError(ValueError):
+    """The Temporal configuration cannot be read: an unknown profile, a missing TLS file."""
+
+
 @dataclass(frozen=True)
 class TemporalConfig:
     """Where the service's clients and workers connect, and the task queue they use.
@@ -68,7 +72,10 @@ class TemporalConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TemporalConfig:
         """The configuration ``environ`` (default: this process's environment) describes."""
         env = upgrade_deprecated(dict(os.environ if environ is None else environ))
-        connect = ClientConfig.load_client_connect_config(override_env_vars=env)
+        try:
+            connect = ClientConfig.load_client_connect_config(override_env_vars=env)
+        except (RuntimeError, OSError) as exc:  # the SDK's ConfigError is a RuntimeError
+            raise TemporalConfigError(f"Temporal configuration: {exc}") from exc
         return cls.from_connect_config(connect, task_queue=env.get(TASK_QUEUE_VARIABLE) or None)
 
     @classmethod

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from runtime.codec import CodecError
-from runtime.temporal import TemporalConfig, connect, release_client
+from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from starter.cli.output import emit, fail
 from starter.client import EscrowClient, EscrowClientError
 
@@ -42,7 +42,7 @@ def run_action(
         result = asyncio.run(with_client(action))
     except EscrowClientError as exc:
         return fail(args, exc.code, exc.message)
-    except CodecError as exc:
+    except (CodecError, TemporalConfigError) as exc:
         return fail(args, "config_error", str(exc))
     except RuntimeError as exc:
         if "connect" not in str(exc).lower():

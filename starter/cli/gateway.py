@@ -19,7 +19,7 @@ from cotpay.settings import CotpaySettings
 from runtime.codec import CodecError
 from runtime.metrics import MetricsSettings, temporal_runtime
 from runtime.settings import EscrowSettings
-from runtime.temporal import TemporalConfig, connect, release_client
+from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
 from starter.gateway.server import serve_gateway
 
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(escrow.log_format)
     try:
         asyncio.run(_serve(args, escrow))
-    except (RuntimeError, CodecError) as exc:
+    except (RuntimeError, CodecError, TemporalConfigError) as exc:
         log.error("gateway.failed", error=str(exc)[:300])
         return 1
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.testing import WorkflowEnvironment
 
 from runtime.codec import escrow_data_converter
-from runtime.temporal import DEPRECATED_VARIABLES, TemporalConfig, connect
+from runtime.temporal import DEPRECATED_VARIABLES, TemporalConfig, TemporalConfigError, connect
 from workflows.models import TASK_QUEUE
 
 
@@ -114,3 +114,10 @@ async def test_connect_uses_the_pydantic_converter(env: WorkflowEnvironment) -> 
     client = await connect(TemporalConfig(address=target))
     assert client.namespace == "default"
     assert client.data_converter.payload_converter_class is PydanticPayloadConverter
+
+
+def test_an_unreadable_configuration_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TemporalConfigError, match="nope"):
+        TemporalConfig.from_env({"TEMPORAL_PROFILE": "nope"})
+    with pytest.raises(TemporalConfigError):
+        TemporalConfig.from_env({"TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(tmp_path / "none.pem")})
