@@ -18,6 +18,7 @@ COPY cotpay cotpay
 COPY workflows workflows
 COPY activities activities
 COPY starter starter
+COPY runtime runtime
 COPY sandbox sandbox
 COPY store store
 RUN pip install --no-deps --no-build-isolation . \

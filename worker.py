@@ -1,6 +1,7 @@
 """The Temporal worker of the escrow orders: ``python worker.py`` or ``cotpay-escrow worker``.
 
-Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``). The worker owns
+Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``;
+docs/deployment.md); the runtime (connection, metrics, tracing) from ``runtime/``. The worker owns
 the Cotpay client (one pooled HTTP client for all activities) and closes it on shutdown; SIGINT
 and SIGTERM stop polling, let running activities finish (up to one HTTP timeout) and exit 0.
 """
@@ -30,15 +31,15 @@ from activities.cotpay_activities import CotpayActivities
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
-from starter.metrics import (
+from runtime.metrics import (
     EscrowMetricsInterceptor,
     MetricsSettings,
     start_service_metrics_server,
     temporal_runtime,
 )
-from starter.settings import EscrowSettings, TemporalSettings
-from starter.temporal_client import connect
-from starter.tracing import configure_tracing, shutdown_tracing
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig, connect
+from runtime.tracing import configure_tracing, shutdown_tracing
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
 
@@ -96,7 +97,7 @@ def build_worker(
 
 
 async def run_worker(
-    temporal: TemporalSettings,
+    temporal: TemporalConfig,
     cotpay: CotpaySettings,
     escrow: EscrowSettings,
     *,
@@ -142,7 +143,7 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(TemporalSettings(), CotpaySettings(), escrow, stop=stop)
+    await run_worker(TemporalConfig.from_env(), CotpaySettings(), escrow, stop=stop)
 
 
 def _parser() -> argparse.ArgumentParser:

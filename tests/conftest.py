@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from starter.devserver import temporal_binary, test_server_binary
-from starter.processes import free_port
+from starter.stack.devserver import temporal_binary, test_server_binary
+from starter.stack.processes import free_port
 
 __all__ = ["free_port"]
 

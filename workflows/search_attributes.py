@@ -3,7 +3,7 @@
 Only Cotpay ids and amounts are indexed, never names, emails or phone numbers beyond the ids
 (with pseudonymized search on, ``SellerId``/``BuyerId`` hold ``workflows.pseudonym`` digests).
 Every Temporal server that runs orders must have these registered (``temporal operator
-search-attribute create`` or ``starter.devserver``); ``SEARCH_ATTRIBUTES`` lists them by type.
+search-attribute create`` or ``starter.stack.devserver``); ``SEARCH_ATTRIBUTES`` lists them by type.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
-from starter.demo_cmd import run_demo
-from starter.processes import ChildProcess, free_port
-from starter.settings import TemporalSettings
+from starter.cli.demo import run_demo
+from starter.stack.processes import ChildProcess, free_port
 
+from .driver import API_KEY, E2EStack, cotpay_env, e2e_stack
 from .run_process import CLI, clean_env, cli, wait_ready
-from .stack import API_KEY, Stack, cotpay_env, stack_on
 
 pytestmark = pytest.mark.e2e
 
@@ -147,18 +147,14 @@ async def test_run_with_another_cotpay_starts_no_sandbox(
 
 @pytest.fixture
 async def t1_gateway(
-    temporal_settings: TemporalSettings,
+    temporal_settings: TemporalConfig,
     temporal_client: Client,
     sandbox: RunningSandbox,
-    stack: Stack,
+    stack: E2EStack,
 ) -> AsyncIterator[str]:
     """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
-    async with stack_on(
-        temporal_settings,
-        temporal_client,
-        sandbox,
-        in_process_worker=False,
-        payout_rule="t1-1600",
+    async with e2e_stack(
+        temporal_settings, sandbox, client=temporal_client, worker=None, payout_rule="t1-1600"
     ) as t1:
         yield t1.gateway_url
 

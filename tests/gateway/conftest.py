@@ -2,13 +2,16 @@
 
 Cotpay is faked at the activity boundary by the workflow tests' ``FakeCotpay`` (the real
 activity names, ``cotpay.*``). A seller id starting with ``000`` is unknown to it (10200).
-The gateway is served in-process through ``httpx.ASGITransport``.
+``backend`` is that pair, the server and a worker on the fake: every test that needs orders to
+run asks for it (or for ``orders``/``http``, built on it). The gateway is served in-process
+through ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,10 @@ from activities.models import CallResult, CustomerCheckInput
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
+from runtime.codec import escrow_data_converter
+from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.codec import escrow_data_converter
-from starter.gateway import create_app
-from starter.settings import EscrowSettings
+from starter.gateway.app import create_app
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
@@ -63,20 +66,32 @@ async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironme
         await environment.shutdown()
 
 
-@pytest.fixture(scope="session")
-def task_queue() -> str:
-    return f"gateway-tests-{uuid.uuid4().hex[:8]}"
+@dataclass(frozen=True)
+class Backend:
+    """The time-skipping server and a worker running the real workflow on ``GatewayCotpay``."""
+
+    env: WorkflowEnvironment
+    task_queue: str
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    @property
+    def address(self) -> str:
+        return self.env.client.service_client.config.target_host
 
 
 @pytest.fixture(scope="session")
-async def worker(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Worker]:
+async def backend(env: WorkflowEnvironment) -> AsyncIterator[Backend]:
+    task_queue = f"gateway-tests-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
         activities=GatewayCotpay().activities(),
-    ) as running:
-        yield running
+    ):
+        yield Backend(env, task_queue)
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +112,8 @@ def escrow_settings() -> EscrowSettings:
 
 
 @pytest.fixture(scope="session")
-def orders(env: WorkflowEnvironment, task_queue: str, worker: Worker) -> EscrowClient:
-    return EscrowClient(env.client, task_queue=task_queue, search_salt=None)
+def orders(backend: Backend) -> EscrowClient:
+    return EscrowClient(backend.client, task_queue=backend.task_queue, search_salt=None)
 
 
 def gateway_client(
@@ -119,14 +134,14 @@ def gateway_client(
 
 @pytest.fixture(scope="session")
 async def http(
-    env: WorkflowEnvironment,
+    backend: Backend,
     escrow_settings: EscrowSettings,
     merchant_key_file: Path,
     orders: EscrowClient,
 ) -> AsyncIterator[httpx.AsyncClient]:
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
     async with gateway_client(
-        env.client,
+        backend.client,
         escrow_settings,
         cotpay,
         orders,

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from starter import demo_cmd, run_cmd
-from starter.devserver import SEARCH_ATTRIBUTES, dev_server_argv
+from starter.cli import demo as demo_cmd
+from starter.cli import run as run_cmd
+from starter.stack import busy_ports
+from starter.stack.devserver import SEARCH_ATTRIBUTES, dev_server_argv
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -88,7 +90,7 @@ def test_busy_ports_are_named() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         plan = run_cmd.plan_from(_args("--gateway-port", str(port)), {})
-        assert f"gateway port {port}" in run_cmd._busy_ports(plan)
+        assert f"gateway port {port}" in busy_ports(plan)
 
 
 def test_dev_server_argv_registers_every_search_attribute(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.cotpay_activities import CotpayActivities
 from cotpay.client import CotpayClient
+from runtime.codec import CodecSettings, escrow_data_converter
 from sandbox.testing import RunningSandbox, running_sandbox
-from starter.codec import CodecSettings, escrow_data_converter
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER, Session, worker
 from workflows.search_attributes import SEARCH_ATTRIBUTES

@@ -1,0 +1,98 @@
+"""What the command modules print: tables, order views, times in Vietnam, JSON and errors.
+
+Every command prints text by default and JSON with ``--json`` (``json_flag``); a refusal is one
+line on stderr, ``error [<code>]: <message>``, or ``{"error": ..., "message": ...}`` with
+``--json`` (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+
+from workflows.models import OrderView
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def fail(args: argparse.Namespace, code: str, message: str) -> int:
+    """Report a refusal or failure the way the command's output is set; returns exit code 1."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": code, "message": message}))
+    else:
+        print(f"error [{code}]: {message}", file=sys.stderr)
+    return 1
+
+
+def emit(args: argparse.Namespace, text: str, document: Any) -> None:
+    """Print ``document`` as indented JSON with ``--json``, else ``text``."""
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(text)
+
+
+def dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(VN).strftime("%Y-%m-%d %H:%M:%S ICT")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def render_view(view: OrderView) -> str:
+    pairs: list[tuple[str, str]] = [
+        ("Order", f"{view.order_ref}  (workflow {view.workflow_id})"),
+        ("Status", view.status.value),
+        ("Amount", f"{view.amount:,} VND by {view.pay_method.value}"),
+        ("Seller / buyer", f"{view.seller_id} / {view.buyer_id}"),
+        ("Cotpay order", str(view.cotpay_order_id) if view.cotpay_order_id else "-"),
+        ("Waiting for", view.waiting_for or "-"),
+        ("Held at", when(view.held_at)),
+        ("Delivered at", when(view.delivered_at)),
+        ("Payout not before", f"{when(view.payout_not_before)}  (rule {view.payout_rule.value})"),
+    ]
+    if view.paid_out_at:
+        pairs.append(("Paid out at", when(view.paid_out_at)))
+    if view.refunded_at:
+        pairs.append(("Refunded at", when(view.refunded_at)))
+    if view.payment:
+        pairs.append(("Payment", view.payment))
+    if view.attention:
+        code = f" (Cotpay code {view.attention.code})" if view.attention.code else ""
+        pairs.append(
+            ("Attention", f"{view.attention.reason}{code} since {when(view.attention.since)}")
+        )
+    width = max(len(k) for k, _ in pairs)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in pairs]
+    if view.timeline:
+        rows = [
+            [when(e.time), e.kind, e.status.value if e.status else "", e.detail]
+            for e in view.timeline
+        ]
+        timeline = table(["TIME", "EVENT", "STATUS", "DETAIL"], rows)
+        lines += ["", "Timeline", *("  " + line for line in timeline.splitlines())]
+    return "\n".join(lines)

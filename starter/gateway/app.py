@@ -1,0 +1,97 @@
+"""The HTTP gateway app: REST for shop backends and operators, IPN intake for Cotpay.
+
+Stateless: every request goes to Temporal through ``EscrowClient``. ``create_app`` wires the
+middleware (``middleware.py``), the error handlers (``errors.py``), the routes (``routes/``,
+one module per resource) and the metrics endpoint; routes get the client and settings through
+``deps.py``. The routes and error codes are listed in docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPBearer
+from temporalio.client import Client
+
+from cotpay.settings import CotpaySettings
+from runtime.metrics import MetricsSettings, attention_gauge_loop, mount_metrics
+from runtime.settings import EscrowSettings
+from runtime.tracing import instrument_app
+from starter.client import EscrowClient
+from starter.gateway.deps import GatewayContext
+from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
+from starter.gateway.ipn import merchant_key
+from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
+from starter.gateway.routes import health, ipn, operator
+from starter.gateway.routes import orders as order_routes
+
+log = structlog.get_logger("cotpay_escrow.gateway")
+
+
+def _lifespan(client: Client, interval: float) -> Any:
+    """Refresh the NEEDS_ATTENTION gauge in the background while the app serves."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(_gauge(client, stop, interval)) if interval > 0 else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    return lifespan
+
+
+async def _gauge(client: Client, stop: asyncio.Event, interval: float) -> None:
+    try:
+        await attention_gauge_loop(client, stop, interval=interval)
+    except Exception as exc:  # the gauge must never take the gateway down
+        log.warning("gateway.attention_gauge_stopped", error_type=type(exc).__name__)
+
+
+def create_app(
+    client: Client,
+    escrow: EscrowSettings,
+    cotpay: CotpaySettings,
+    *,
+    orders: EscrowClient | None = None,
+) -> FastAPI:
+    """The gateway app over a connected Temporal client (pydantic data converter)."""
+    api_keys = escrow.api_key_list()
+    if not api_keys:
+        log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
+
+    app = FastAPI(
+        title="cotpay-escrow gateway",
+        version="1",
+        description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
+        lifespan=_lifespan(client, MetricsSettings().attention_interval),
+    )
+    app.state.gateway = GatewayContext(
+        orders=orders or EscrowClient(client),
+        escrow=escrow,
+        ipn_secret=escrow.ipn_secret.get_secret_value(),
+        ipn_key=merchant_key(cotpay),
+    )
+    instrument_app(app)
+    app.add_middleware(ApiKeyAuth, keys=api_keys)
+    app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
+    app.add_middleware(AccessLog)
+    install_error_handlers(app)
+
+    # The routers carry their full paths: the access log and traces name the route template.
+    bearer = Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))
+    for v1 in (order_routes.router, operator.router):
+        app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
+    app.include_router(ipn.router)
+    mount_metrics(app)
+    app.include_router(health.router)
+    return app
