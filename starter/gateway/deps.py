@@ -1,7 +1,9 @@
-"""What routes depend on (FastAPI ``Depends``): the escrow client, the settings, the IPN keys.
+"""What routes depend on (FastAPI ``Depends``): the escrow client, the order store, the settings,
+the IPN keys and the caller's merchant.
 
 ``create_app`` stores one ``GatewayContext`` on ``app.state``; routes take what they need as
-annotated parameters (``orders: Orders``), so a route module imports no app and no global.
+annotated parameters (``orders: Orders``, ``store: Store``), so a route module imports no app and
+no global. The order store is opened once per app (docs/store.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi import Depends, Path, Request
 from cotpay.logs import bind_order
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
+from store.api import OrderStore
 from workflows.models import workflow_id_for
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -27,6 +30,7 @@ class GatewayContext:
     escrow: EscrowSettings
     ipn_secret: str
     ipn_key: rsa.RSAPrivateKey | None
+    store: OrderStore
 
 
 def gateway_context(request: Request) -> GatewayContext:
@@ -44,8 +48,21 @@ def escrow_settings(
     return context.escrow
 
 
+def order_store(context: Annotated[GatewayContext, Depends(gateway_context)]) -> OrderStore:
+    return context.store
+
+
+def request_merchant() -> str | None:
+    """The merchant whose orders the caller may read; None: every merchant's (today's API keys
+    are not scoped to a merchant). Reads pass it to the store, which answers another merchant's
+    order exactly as an unknown one (docs/store.md)."""
+    return None
+
+
 Context = Annotated[GatewayContext, Depends(gateway_context)]
 Orders = Annotated[EscrowClient, Depends(escrow_client)]
+Store = Annotated[OrderStore, Depends(order_store)]
+Merchant = Annotated[str | None, Depends(request_merchant)]
 Settings = Annotated[EscrowSettings, Depends(escrow_settings)]
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
 

@@ -32,6 +32,7 @@ from runtime.codec import escrow_data_converter
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
 from starter.gateway.app import create_app
+from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
@@ -116,14 +117,28 @@ def orders(backend: Backend) -> EscrowClient:
     return EscrowClient(backend.client, task_queue=backend.task_queue, search_salt=None)
 
 
+@pytest.fixture(scope="session")
+async def gateway_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OrderStore]:
+    """The session gateway's order store: a SQLite file at the latest revision."""
+    path = tmp_path_factory.mktemp("gateway-store") / "escrow.db"
+    store = OrderStore.open(f"sqlite+aiosqlite:///{path}")
+    await store.upgrade()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 def gateway_client(
     client: Client,
     escrow: EscrowSettings,
     cotpay: CotpaySettings,
     orders: EscrowClient,
+    store: OrderStore | None = None,
     **headers: str,
 ) -> httpx.AsyncClient:
-    app = create_app(client, escrow, cotpay, orders=orders)
+    """The gateway app served in-process (no lifespan: ``store`` must have its schema)."""
+    app = create_app(client, escrow, cotpay, orders=orders, store=store)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway.test",
@@ -138,6 +153,7 @@ async def http(
     escrow_settings: EscrowSettings,
     merchant_key_file: Path,
     orders: EscrowClient,
+    gateway_store: OrderStore,
 ) -> AsyncIterator[httpx.AsyncClient]:
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
     async with gateway_client(
@@ -145,6 +161,7 @@ async def http(
         escrow_settings,
         cotpay,
         orders,
+        gateway_store,
         authorization=f"Bearer {API_KEYS[1]}",
     ) as client:
         yield client
