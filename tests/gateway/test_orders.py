@@ -7,9 +7,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from starter.client import EscrowClient, VisibilityUnavailable
-from workflows.models import EscrowStatus
 from tests.gateway.conftest import new_ref, order_body
 from tests.gateway.ipn_helpers import post_ipn
+from workflows.models import EscrowStatus
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starter.gateway.deps import Merchant, Store
 from starter.gateway.reads import bounded
 from store.errors import InvalidQuery
-from store.models import MoneyReport
+from store.models import MoneyReport, vn_today
 
 router = APIRouter(prefix="/v1")
 
@@ -21,9 +21,12 @@ def parse_day(text: str | None) -> date | None:
     if text is None or text == "":
         return None
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidQuery("invalid_date", "day: give a date, YYYY-MM-DD", "day") from None
+    if day > vn_today():
+        raise InvalidQuery("invalid_date", "day: a day in the future", "day")
+    return day
 
 
 @router.get("/reports/money", response_model=MoneyReport)
