@@ -44,6 +44,7 @@ from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
 from starter.gateway.server import running_gateway
 from starter.stack import DevServer, InProcessPart, Stack
+from store.api import OrderStore
 from worker import build_worker
 from workflows.models import (
     TASK_QUEUE,
@@ -107,7 +108,12 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
     async def gateway_serving() -> AsyncIterator[str]:
         clients.append(await connect(temporal))
         settings = _escrow_settings("http://unused.invalid", ipn_secret)
-        async with running_gateway(clients[0], settings, sandbox.value.cotpay_settings()) as url:
+        async with (
+            OrderStore.open(f"sqlite+aiosqlite:///{root / 'escrow.db'}") as store,
+            running_gateway(
+                clients[0], settings, sandbox.value.cotpay_settings(), store=store
+            ) as url,
+        ):
             yield url
 
     gateway = InProcessPart("gateway", gateway_serving)

@@ -21,6 +21,7 @@ import structlog
 
 from cotpay.logs import configure_logging
 from starter.stack import Stack, StackPlan, busy_ports, local_stack, plan_stack, prepare
+from store.db import safe_url
 from workflows.models import PayoutRule
 
 log = structlog.get_logger(__name__)
@@ -103,6 +104,7 @@ def banner(plan: StackPlan) -> str:
             "or: cotpay-escrow ops list --status NEEDS_ATTENTION"
         )
     lines.append(f"  Data             {plan.data_dir}")
+    lines.append(f"  Order store      {safe_url(plan.env['ESCROW_DATABASE_URL'])}")
     if plan.codec_server:
         lines.append(f"  Codec server     {plan.codec_url}  (the UI decrypts payloads through it)")
     if plan.encrypted:
