@@ -2,9 +2,10 @@
 
 Each command group lives in its own module and exposes ``register(subparsers)``; a command sets
 ``func`` (taking the parsed namespace, returning an exit code) on its parser. Command modules
-share ``output.py`` (printing) and ``actions.py`` (one client action against Temporal) and never
-import each other. The ``sandbox`` and ``api`` groups belong to the sandbox and to the Cotpay
-protocol package (``sandbox/cli.py``, ``cotpay/cli.py``).
+share ``output.py`` (printing), ``actions.py`` (one client action against Temporal) and
+``store_actions.py`` (one action on the order store) and never import each other. The
+``sandbox`` and ``api`` groups belong to the sandbox and to the Cotpay protocol package
+(``sandbox/cli.py``, ``cotpay/cli.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.gateway",
     "starter.cli.order",
     "starter.cli.ops",
+    "starter.cli.orders",
+    "starter.cli.db",
     "starter.cli.worker",
 )
 

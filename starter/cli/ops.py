@@ -1,20 +1,27 @@
-"""``cotpay-escrow ops list|retry|release|refund``: find and unblock stuck orders.
+"""``cotpay-escrow ops list|retry|release|refund|report``: find and unblock stuck orders, and
+see where the money is.
 
 ``list`` reads Temporal visibility (search attribute ``EscrowStatus``; needs a server with
 advanced visibility, e.g. the dev server or any cluster); the actions are the workflow's
 ``operator_action`` update. The operator name recorded on the order is ``--operator`` or the
-login name (docs/runbook.md).
+login name (docs/runbook.md). ``report`` is the order store's money report, now or for a day
+(docs/store.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+from datetime import date
 from typing import Any
 
 from starter.cli.actions import run_action
 from starter.cli.output import dump, fail, json_flag, render_view, table, when
+from starter.cli.store_actions import database_flag, run_store, with_store
 from starter.client import EscrowClient, OrderSummary
+from store.api import OrderStore
+from store.errors import InvalidQuery
+from store.models import MoneyReport, vn_today
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
 
@@ -72,10 +79,39 @@ def _act(args: argparse.Namespace) -> int:
     return run_action(args, action, render_view, dump)
 
 
+def render_report(report: MoneyReport) -> str:
+    moment = f"the end of {report.day.isoformat()}" if report.day else when(report.as_of)
+    rows = [[line.state.value, f"{line.count:,}", f"{line.amount:,}"] for line in report.states]
+    lines = [f"Money as of {moment} (VND)", table(["STATE", "ORDERS", "AMOUNT VND"], rows)]
+    if report.flows is not None and report.day is not None:
+        flows = [[f.kind.value, f"{f.count:,}", f"{f.amount:,}"] for f in report.flows]
+        lines += ["", f"Money events on {report.day.isoformat()}"]
+        lines.append(table(["EVENT", "COUNT", "AMOUNT VND"], flows))
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace) -> int:
+    async def action() -> MoneyReport:
+        try:
+            day = date.fromisoformat(args.day) if args.day else None
+        except ValueError:
+            raise InvalidQuery("invalid_date", "--day: give a date, YYYY-MM-DD", "day") from None
+        if day is not None and day > vn_today():
+            raise InvalidQuery("invalid_date", "--day: a day in the future", "day")
+
+        async def read(store: OrderStore) -> MoneyReport:
+            return await store.money_report(day)
+
+        return await with_store(args, read)
+
+    return run_store(args, action, render_report, dump)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ops = subparsers.add_parser(
         "ops",
-        help="operators: list orders by status, retry / release / refund a stuck order",
+        help="operators: list orders by status, retry / release / refund a stuck order, "
+        "money report",
         description="Find stuck orders (EscrowStatus) and act on them (TEMPORAL_* settings).",
     )
     commands = ops.add_subparsers(dest="ops_command", metavar="ACTION", required=True)
@@ -102,3 +138,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("--operator", default="", help="who (default: login name)")
         json_flag(command)
         command.set_defaults(func=_act, action=name)
+
+    report = commands.add_parser(
+        "report", help="orders and VND per money state, now or at the end of a Vietnam day"
+    )
+    report.add_argument("--day", default=None, help="YYYY-MM-DD (default: now)")
+    database_flag(report)
+    json_flag(report)
+    report.set_defaults(func=_report)

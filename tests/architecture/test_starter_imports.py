@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ("cotpay", "sandbox", "workflows", "activities", "runtime", "starter")
-CLI_SHARED = {"starter.cli.output", "starter.cli.actions"}
+CLI_SHARED = {"starter.cli.output", "starter.cli.actions", "starter.cli.store_actions"}
 
 
 def module_name(path: Path) -> str:
