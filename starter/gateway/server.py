@@ -58,6 +58,8 @@ async def serve_gateway(
     """Serve until SIGINT/SIGTERM (uvicorn's handlers). Without ``store``, the app opens the
     order store of ``ESCROW_DATABASE_URL``."""
     config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, store)
+    # A failed start (e.g. the order store's schema is behind) is logged by uvicorn, which then
+    # exits with status 3.
     await uvicorn.Server(config).serve()
 
 
