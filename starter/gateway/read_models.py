@@ -87,7 +87,7 @@ class OrderList(Model):
 class OrderEvents(Model):
     """``GET /v1/orders/{orderRef}/events``: the order's events in ``seq`` order. From the
     workflow (``source: workflow``, when the store has no row yet) the timeline is numbered the
-    same way, but ``money`` and the Cotpay columns are left empty."""
+    same way, but ``money`` is left empty."""
 
     order_ref: str
     source: Source

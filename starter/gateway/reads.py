@@ -93,9 +93,8 @@ async def read_events(
         if events is not None:
             return OrderEvents(order_ref=order_ref, source=Source.STORE, events=events)
     view = await _from_workflow(order_ref, orders, down)
+    # Numbered as the store numbers them; ``money`` stays None: the store's writer classifies it.
     timeline = [StoreEvent.from_timeline(i + 1, e) for i, e in enumerate(view.timeline)]
-    for event in timeline:  # the store classifies money; the workflow's timeline does not
-        event.cotpay_order_id = event.transaction_id = event.amount = None
     return OrderEvents(order_ref=order_ref, source=Source.WORKFLOW, events=timeline)
 
 
