@@ -790,6 +790,9 @@ TestOrderMachine = OrderMachine.TestCase
 TestOrderMachine.settings = _settings(200)
 TestAdversarialIpns = AdversarialIpns.TestCase
 TestAdversarialIpns.settings = _settings(100)
+if EXAMPLES:  # a long search is not bound by the suite's per-test timeout (pyproject.toml)
+    setattr(TestOrderMachine, "pytestmark", [pytest.mark.timeout(0)])
+    setattr(TestAdversarialIpns, "pytestmark", [pytest.mark.timeout(0)])
 
 
 # --- the driver is the run loop --------------------------------------------------------------
