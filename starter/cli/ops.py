@@ -13,7 +13,7 @@ import getpass
 from typing import Any
 
 from starter.cli.actions import run_action
-from starter.cli.output import dump, fail, json_flag, render_view, table, when
+from starter.cli.output import command_group, dump, fail, json_flag, render_view, table, when
 from starter.client import EscrowClient, OrderSummary
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
@@ -73,12 +73,12 @@ def _act(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ops = subparsers.add_parser(
+    commands = command_group(
+        subparsers,
         "ops",
         help="operators: list orders by status, retry / release / refund a stuck order",
         description="Find stuck orders (EscrowStatus) and act on them (TEMPORAL_* settings).",
     )
-    commands = ops.add_subparsers(dest="ops_command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="list orders, newest first")
     listing.add_argument(

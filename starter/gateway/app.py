@@ -19,7 +19,12 @@ from fastapi.security import HTTPBearer
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
-from runtime.metrics import MetricsSettings, attention_gauge_loop, mount_metrics
+from runtime.metrics import (
+    MetricsSettings,
+    attention_gauge_loop,
+    findings_gauge_loop,
+    mount_metrics,
+)
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
@@ -29,22 +34,28 @@ from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import health, ipn, operator
 from starter.gateway.routes import orders as order_routes
+from store import reconcile
+from store.api import OrderStore
+from store.models import FindingKind
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 
-def _lifespan(client: Client, interval: float) -> Any:
-    """Refresh the NEEDS_ATTENTION gauge in the background while the app serves."""
+def _lifespan(client: Client, interval: float, store: OrderStore | None = None) -> Any:
+    """Refresh the NEEDS_ATTENTION gauge and, with a store, the open findings gauge in the
+    background while the app serves."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(_gauge(client, stop, interval)) if interval > 0 else None
+        tasks = [asyncio.create_task(_gauge(client, stop, interval))] if interval > 0 else []
+        if store is not None and interval > 0:
+            tasks.append(asyncio.create_task(_findings_gauge(store, stop, interval)))
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
+            for task in tasks:
                 await task
 
     return lifespan
@@ -57,12 +68,20 @@ async def _gauge(client: Client, stop: asyncio.Event, interval: float) -> None:
         log.warning("gateway.attention_gauge_stopped", error_type=type(exc).__name__)
 
 
+async def _findings_gauge(store: OrderStore, stop: asyncio.Event, interval: float) -> None:
+    kinds = [kind.value for kind in FindingKind]
+    await findings_gauge_loop(
+        lambda: reconcile.open_counts(store.db), kinds, stop, interval=interval
+    )
+
+
 def create_app(
     client: Client,
     escrow: EscrowSettings,
     cotpay: CotpaySettings,
     *,
     orders: EscrowClient | None = None,
+    store: OrderStore | None = None,
 ) -> FastAPI:
     """The gateway app over a connected Temporal client (pydantic data converter)."""
     api_keys = escrow.api_key_list()
@@ -73,13 +92,14 @@ def create_app(
         title="cotpay-escrow gateway",
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
-        lifespan=_lifespan(client, MetricsSettings().attention_interval),
+        lifespan=_lifespan(client, MetricsSettings().attention_interval, store),
     )
     app.state.gateway = GatewayContext(
         orders=orders or EscrowClient(client),
         escrow=escrow,
         ipn_secret=escrow.ipn_secret.get_secret_value(),
         ipn_key=merchant_key(cotpay),
+        store=store,
     )
     instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)

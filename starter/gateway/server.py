@@ -18,6 +18,7 @@ from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway.app import create_app
+from store.api import OrderStore
 from workflows.models import TASK_QUEUE
 
 
@@ -29,10 +30,11 @@ def _config(
     port: int,
     task_queue: str,
     search_salt: str | FromEnvironment | None,
+    store: OrderStore | None = None,
 ) -> uvicorn.Config:
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
-        create_app(client, escrow, cotpay, orders=orders),
+        create_app(client, escrow, cotpay, orders=orders, store=store),
         host=host,
         port=port,
         access_log=False,
@@ -51,9 +53,10 @@ async def serve_gateway(
     port: int,
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
+    store: OrderStore | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
+    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, store)
     await uvicorn.Server(config).serve()
 
 
@@ -67,7 +70,8 @@ async def running_gateway(
     port: int = 0,
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
+    store: OrderStore | None = None,
 ) -> AsyncIterator[str]:
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
+    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, store)
     async with serving(config, what="gateway") as url:
         yield url
