@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -44,7 +45,7 @@ def ref(name: str) -> str:
 async def seed_paid_out(rig: Rig, order_ref: str, id_order: int) -> None:
     """A closed order the store says was paid out: consistent with Cotpay's ledger."""
     now = datetime.now(UTC)
-    money = {"cotpay_order_id": id_order, "amount": 150_000}
+    money: dict[str, Any] = {"cotpay_order_id": id_order, "amount": 150_000}
     await rig.store.record(
         write(
             order_ref,
