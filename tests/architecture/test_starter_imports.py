@@ -1,4 +1,4 @@
-"""Import rules of the runtime and starter side (docs/architecture-starter.md), read from the AST.
+"""Import rules of the runtime and starter side (docs/architecture.md), read from the AST.
 
 ``runtime`` is below ``starter`` and ``worker.py``; ``worker.py`` imports no ``starter`` module
 and only the ``worker`` command imports it; command modules share ``output``/``actions`` and
