@@ -28,13 +28,14 @@ from temporalio.worker import (
 )
 
 from activities.cotpay_activities import CotpayActivities
-from activities.reconcile_activities import ReconcileActivities
+from activities.reconcile_activities import ReconcileActivities, ReconcileLimits
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
 from runtime.metrics import (
     EscrowMetricsInterceptor,
     MetricsSettings,
+    record_reconcile_run,
     start_service_metrics_server,
     temporal_runtime,
 )
@@ -143,9 +144,15 @@ async def run_worker(
         reconcile = ReconcileActivities(
             store,
             client,
-            settings=reconciling,
             policy=reconciling.policy(escrow),
+            limits=ReconcileLimits(
+                recheck=reconciling.recheck,
+                max_orders=reconciling.max_orders,
+                concurrency=reconciling.concurrency,
+                ledger=reconciling.ledger,
+            ),
             ledger_url=reconciling.ledger_url(cotpay.base_url),
+            on_run=record_reconcile_run,
         )
         worker = build_worker(
             client,

@@ -12,7 +12,8 @@ Each check is one activity of ``EscrowReconciliationWorkflow`` (``workflows/reco
 - ``reconcile.money``: paid out and refunded, and stranded money, from the store's money events.
 - ``reconcile.ledger``: Cotpay's ledger (``GET /sandbox/ledger``, the sandbox only) against the
   store.
-- ``reconcile.finish``: counts the open findings, counts the run (``escrow_reconcile_runs``).
+- ``reconcile.finish``: counts the open findings and reports the run's outcome to ``on_run``
+  (the worker passes ``runtime.metrics.record_reconcile_run``: ``escrow_reconcile_runs``).
 
 The checks are ``workflows/reconcile_checks.py``; findings go to ``OrderStore.open_finding``,
 idempotent while open, so a retried activity adds nothing. A history finding (money events,
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -34,8 +36,6 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from runtime.metrics import record_reconcile_run
-from runtime.reconcile import ReconcileSettings
 from store import reconcile as queries
 from store.api import OrderStore
 from store.models import FindingKind, OrderFilters, OrderRow, OrderSort
@@ -84,6 +84,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class ReconcileLimits:
+    """How a run reads (the worker fills it from ``ESCROW_RECONCILE_*``, runtime/reconcile.py):
+    seconds before a mismatch is looked at again, how many workflows and rows at most, how many
+    ``status`` queries at once, and whether a missing ``/sandbox/ledger`` is an error (``on``)
+    or a skipped check (``auto``)."""
+
+    recheck: float = 30.0
+    max_orders: int = 100_000
+    concurrency: int = 8
+    ledger: Literal["auto", "on", "off"] = "auto"
+
+
 class ReconcileActivities:
     """The reconciliation's activities over one store, one Temporal client (the worker's, with
     the escrow data converter) and, when the ledger check is on, the sandbox's base URL."""
@@ -93,15 +106,17 @@ class ReconcileActivities:
         store: OrderStore,
         client: Client,
         *,
-        settings: ReconcileSettings,
         policy: ReconcilePolicy,
+        limits: ReconcileLimits | None = None,
         ledger_url: str | None = None,
+        on_run: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
-        self.settings = settings
         self.policy = policy
+        self.settings = limits or ReconcileLimits()
         self.ledger_url = ledger_url
+        self.on_run = on_run
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         return [self.orders, self.money, self.ledger, self.finish]
@@ -353,7 +368,8 @@ class ReconcileActivities:
         """Count the open findings (all of them, by kind) and the run."""
         counts = await queries.open_counts(self.store.db)
         done = report.model_copy(update={"open": counts, "finished_at": _now()})
-        record_reconcile_run(done.outcome)
+        if self.on_run is not None:
+            self.on_run(done.outcome)
         log.info(
             "reconcile.finished",
             outcome=done.outcome,

@@ -24,11 +24,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.reconcile_activities import ReconcileActivities, running_query
+from activities.reconcile_activities import ReconcileActivities, ReconcileLimits, running_query
 from cotpay.client import CotpayClient
 from cotpay.models import CreateOrderRequest, PaymentRequest, PayMethod, VerifyOrderRequest
 from runtime.codec import escrow_data_converter
-from runtime.reconcile import ReconcileSettings
+from runtime.metrics import record_reconcile_run
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.stack.devserver import temporal_binary
 from store.api import OrderStore
@@ -150,7 +150,6 @@ async def store(tmp_path: Path) -> AsyncIterator[OrderStore]:
 
 @pytest.fixture
 async def rig(env: WorkflowEnvironment, store: OrderStore, tmp_path: Path) -> AsyncIterator[Rig]:
-    settings = ReconcileSettings(recheck=0.2, settle=timedelta(0))
     fake = FakeCotpay()
     session = Session(env, fake, f"reconcile-{uuid.uuid4().hex[:8]}", [])
     async with (
@@ -163,9 +162,10 @@ async def rig(env: WorkflowEnvironment, store: OrderStore, tmp_path: Path) -> As
         activities = ReconcileActivities(
             store,
             env.client,
-            settings=settings,
             policy=ReconcilePolicy(settle=timedelta(0)),
+            limits=ReconcileLimits(recheck=0.2),
             ledger_url=sandbox.base_url,
+            on_run=record_reconcile_run,
         )
         async with Worker(
             env.client,
