@@ -28,20 +28,25 @@ from temporalio.worker import (
 )
 
 from activities.cotpay_activities import CotpayActivities
+from activities.reconcile_activities import ReconcileActivities, ReconcileLimits
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
 from runtime.metrics import (
     EscrowMetricsInterceptor,
     MetricsSettings,
+    record_reconcile_run,
     start_service_metrics_server,
     temporal_runtime,
 )
+from runtime.reconcile import ReconcileSettings, ensure_schedule
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from store.api import OrderStore
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
+from workflows.reconciliation import EscrowReconciliationWorkflow
 
 log = structlog.get_logger("worker")
 
@@ -83,17 +88,37 @@ def build_worker(
     public_url: str,
     ipn_secret: SecretStr,
     graceful_shutdown: timedelta,
+    reconcile: ReconcileActivities | None = None,
 ) -> Worker:
-    """The escrow worker: the workflow, one activity per endpoint, metrics and log context."""
+    """The escrow worker: the workflow, one activity per endpoint, metrics and log context;
+    with ``reconcile``, also the daily reconciliation (docs/reconciliation.md)."""
     activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
+    workflows: list[type] = [EscrowOrderWorkflow]
+    registered: list[Any] = list(activities.all())
+    if reconcile is not None:
+        workflows.append(EscrowReconciliationWorkflow)
+        registered += reconcile.all()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[EscrowOrderWorkflow],
-        activities=activities.all(),
+        workflows=workflows,
+        activities=registered,
         interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
         graceful_shutdown_timeout=graceful_shutdown,
     )
+
+
+async def schedule_reconciliation(
+    client: Client, settings: ReconcileSettings, task_queue: str
+) -> None:
+    """Create or align the daily reconciliation's Schedule; a failure is logged, never fatal
+    (``cotpay-escrow ops reconcile --schedule`` does the same by hand)."""
+    try:
+        outcome = await ensure_schedule(client, settings, task_queue)
+    except Exception as exc:  # e.g. a server without Schedules
+        log.warning("reconcile.schedule_failed", error_type=type(exc).__name__, error=str(exc))
+        return
+    log.info("reconcile.schedule", outcome=outcome, cron=settings.cron, tz=settings.time_zone)
 
 
 async def run_worker(
@@ -113,7 +138,22 @@ async def run_worker(
         interceptors=configure_tracing("cotpay-escrow-worker"),
         runtime=temporal_runtime(metrics.sdk_metrics_address),
     )
-    async with CotpayClient(cotpay) as cotpay_client:
+    reconciling = ReconcileSettings()
+    async with CotpayClient(cotpay) as cotpay_client, OrderStore.open() as store:
+        await store.ensure_schema()
+        reconcile = ReconcileActivities(
+            store,
+            client,
+            policy=reconciling.policy(escrow),
+            limits=ReconcileLimits(
+                recheck=reconciling.recheck,
+                max_orders=reconciling.max_orders,
+                concurrency=reconciling.concurrency,
+                ledger=reconciling.ledger,
+            ),
+            ledger_url=reconciling.ledger_url(cotpay.base_url),
+            on_run=record_reconcile_run,
+        )
         worker = build_worker(
             client,
             cotpay_client,
@@ -121,8 +161,10 @@ async def run_worker(
             public_url=escrow.public_url,
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
+            reconcile=reconcile,
         )
         async with worker:
+            await schedule_reconciliation(client, reconciling, temporal.task_queue)
             log.info(
                 "worker.started",
                 address=temporal.address,

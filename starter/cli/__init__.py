@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.ops",
     "starter.cli.orders",
     "starter.cli.db",
+    "starter.cli.reconcile",
     "starter.cli.worker",
 )
 

@@ -22,6 +22,8 @@ from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
 from starter.gateway.server import serve_gateway
+from store.api import OrderStore
+from store.errors import StoreError
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -65,14 +67,17 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
     host = args.host or escrow.gateway_host
     port = args.port if args.port is not None else escrow.gateway_port
     log.info("gateway.start", host=host, port=port, temporal=temporal.address)
-    await serve_gateway(
-        client,
-        escrow,
-        CotpaySettings(),
-        host=host,
-        port=port,
-        task_queue=temporal.task_queue,
-    )
+    async with OrderStore.open() as store:
+        await store.ensure_schema()
+        await serve_gateway(
+            client,
+            escrow,
+            CotpaySettings(),
+            host=host,
+            port=port,
+            task_queue=temporal.task_queue,
+            store=store,
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(escrow.log_format)
     try:
         asyncio.run(_serve(args, escrow))
-    except (RuntimeError, CodecError, TemporalConfigError) as exc:
+    except (RuntimeError, CodecError, TemporalConfigError, StoreError) as exc:
         log.error("gateway.failed", error=str(exc)[:300])
         return 1
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from starter.cli.actions import run_action
-from starter.cli.output import dump, fail, json_flag, render_view, table, when
+from starter.cli.output import command_group, dump, fail, json_flag, render_view, table, when
 from starter.cli.store_actions import database_flag, run_store, with_store
 from starter.client import EscrowClient, OrderSummary
 from store.api import OrderStore
@@ -108,13 +108,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ops = subparsers.add_parser(
+    commands = command_group(
+        subparsers,
         "ops",
         help="operators: list orders by status, retry / release / refund a stuck order, "
         "money report",
         description="Find stuck orders (EscrowStatus) and act on them (TEMPORAL_* settings).",
     )
-    commands = ops.add_subparsers(dest="ops_command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="list orders, newest first")
     listing.add_argument(

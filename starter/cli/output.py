@@ -22,6 +22,24 @@ from workflows.models import OrderView
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
+_GROUPS: dict[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+
+
+def command_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The subcommands of the group ``name`` (``cotpay-escrow ops ...``), made by the first
+    module that asks (with its ``help``/``description``), so that several command modules can
+    add commands to one group without importing each other."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, **kwargs)
+        _GROUPS[parser] = parser.add_subparsers(
+            dest=f"{name}_command", metavar="ACTION", required=True
+        )
+    return _GROUPS[parser]
+
+
 def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 

@@ -20,7 +20,12 @@ from fastapi.security import HTTPBearer
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
-from runtime.metrics import MetricsSettings, attention_gauge_loop, mount_metrics
+from runtime.metrics import (
+    MetricsSettings,
+    attention_gauge_loop,
+    findings_gauge_loop,
+    mount_metrics,
+)
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
@@ -30,27 +35,31 @@ from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
+from store import reconcile
 from store.api import OrderStore
 from store.errors import SchemaBehind, StoreUnavailable
+from store.models import FindingKind
 from store.settings import StoreSettings
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
 
 def _lifespan(client: Client, interval: float, store: OrderStore, owned: bool) -> Any:
-    """Prepare the order store, refresh the NEEDS_ATTENTION gauge in the background while the
-    app serves, close the store if the app opened it."""
+    """Prepare the order store, refresh the NEEDS_ATTENTION and open-findings gauges in the
+    background while the app serves, close the store if the app opened it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await _prepare_store(store)
         stop = asyncio.Event()
-        task = asyncio.create_task(_gauge(client, stop, interval)) if interval > 0 else None
+        tasks = [asyncio.create_task(_gauge(client, stop, interval))] if interval > 0 else []
+        if interval > 0:
+            tasks.append(asyncio.create_task(_findings_gauge(store, stop, interval)))
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
+            for task in tasks:
                 await task
             if owned:
                 await store.close()
@@ -77,6 +86,13 @@ async def _gauge(client: Client, stop: asyncio.Event, interval: float) -> None:
         await attention_gauge_loop(client, stop, interval=interval)
     except Exception as exc:  # the gauge must never take the gateway down
         log.warning("gateway.attention_gauge_stopped", error_type=type(exc).__name__)
+
+
+async def _findings_gauge(store: OrderStore, stop: asyncio.Event, interval: float) -> None:
+    kinds = [kind.value for kind in FindingKind]
+    await findings_gauge_loop(
+        lambda: reconcile.open_counts(store.db), kinds, stop, interval=interval
+    )
 
 
 def create_app(
