@@ -28,6 +28,7 @@ from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import health, ipn, operator
+from starter.gateway.routes.docs import install_docs
 from starter.gateway.routes import orders as order_routes
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -74,6 +75,8 @@ def create_app(
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
         lifespan=_lifespan(client, MetricsSettings().attention_interval),
+        docs_url=None,  # served from swagger-ui-bundle below, not from a CDN
+        redoc_url=None,
     )
     app.state.gateway = GatewayContext(
         orders=orders or EscrowClient(client),
@@ -94,4 +97,6 @@ def create_app(
     app.include_router(ipn.router)
     mount_metrics(app)
     app.include_router(health.router)
+    if escrow.api_docs:
+        install_docs(app)
     return app
