@@ -28,8 +28,8 @@ from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import health, ipn, operator
-from starter.gateway.routes.docs import install_docs
 from starter.gateway.routes import orders as order_routes
+from starter.gateway.routes.docs import install_docs
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
