@@ -26,6 +26,7 @@ from starter.client import EscrowClient
 from starter.gateway.deps import GatewayContext
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
+from starter.gateway.language import Localize
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import health, ipn, operator
 from starter.gateway.routes import orders as order_routes
@@ -87,6 +88,7 @@ def create_app(
     instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
+    app.add_middleware(Localize)
     app.add_middleware(AccessLog)
     install_error_handlers(app)
 
