@@ -29,7 +29,7 @@ class EscrowSettings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_format: str = "console"
-    # Swagger UI at /docs (served from the swagger-ui-bundle package, no CDN); off in production.
+    # Swagger UI at /docs (files of the fastapi-offline package, no CDN); off in production.
     api_docs: bool = True
 
     def api_key_list(self) -> list[str]:

@@ -16,9 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from starter.cli.actions import run_action
-from starter.cli.output import dump, fail, json_flag, render_view, table, when, with_code
+from starter.cli.output import (
+    dump,
+    fail,
+    json_flag,
+    render_view,
+    table,
+    ui_list_url,
+    when,
+    with_code,
+)
 from starter.client import EscrowClient, EscrowClientError, OrderSummary
-from workflows.models import EscrowStatus, OperatorAction, OrderView
+from workflows.models import WORKFLOW_TYPE, EscrowStatus, OperatorAction, OrderView
 
 # Escrow outcomes that are not workflow failures: the workflow ran to its end and returned the
 # order (docs/runbook.md, "Why a FAILED order is a COMPLETED workflow").
@@ -40,9 +49,11 @@ class Listed:
     reason: str | None = None
 
 
-def render_list(listed: list[Listed]) -> str:
+def render_list(listed: list[Listed], query: str | None = None) -> str:
+    """The table; with ``query``, a last line linking the same list in the Temporal UI."""
+    link = f"\n\nIn the Temporal UI: {ui_list_url(query)}" if query else ""
     if not listed:
-        return "No orders."
+        return f"No orders.{link}"
     body = [_cells(item) for item in listed]
     headers = [
         "ORDER REF",
@@ -57,7 +68,14 @@ def render_list(listed: list[Listed]) -> str:
     text = table(headers, body)
     if any(item.row.status in ENDED_BADLY for item in listed):
         text += f"\n\n{COMPLETED_NOTE}"
-    return text
+    return text + link
+
+
+def ui_query(status: EscrowStatus | None) -> str:
+    """What to type in the Temporal UI's list for the same orders (by status)."""
+    if status is None:
+        return f'WorkflowType = "{WORKFLOW_TYPE}"'
+    return f'EscrowStatus = "{status.value}"'
 
 
 def _cells(item: Listed) -> list[str]:
@@ -109,8 +127,11 @@ def _list(args: argparse.Namespace) -> int:
         )
         return await list_with_reasons(client, rows)
 
+    def render(listed: list[Listed]) -> str:
+        return render_list(listed, ui_query(status))
+
     try:
-        return run_action(args, action, render_list, list_json)
+        return run_action(args, action, render, list_json)
     except ValueError as exc:
         return fail(args, "invalid_request", str(exc))
 

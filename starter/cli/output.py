@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -23,6 +25,18 @@ from workflows.models import OrderView
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 PROGRAM = "cotpay-escrow"
+
+
+DEFAULT_UI = "http://127.0.0.1:8233"
+
+
+def ui_list_url(query: str, *, ui: str | None = None, namespace: str | None = None) -> str:
+    """The Temporal UI's workflow list filtered by a visibility ``query`` (docs/runbook.md);
+    the UI from ``TEMPORAL_UI_URL`` (default the embedded one), the namespace from
+    ``TEMPORAL_NAMESPACE``."""
+    base = (ui or os.environ.get("TEMPORAL_UI_URL") or DEFAULT_UI).rstrip("/")
+    space = namespace or os.environ.get("TEMPORAL_NAMESPACE") or "default"
+    return f"{base}/namespaces/{quote(space, safe='')}/workflows?query={quote(query, safe='')}"
 
 
 def command_name() -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from cotpay.logs import configure_logging
-from starter.cli.output import command_name
+from starter.cli.output import command_name, ui_list_url
 from starter.stack import Stack, StackPlan, busy_ports, local_stack, plan_stack, prepare
 from workflows.models import PayoutRule
 
@@ -101,10 +101,13 @@ def banner(plan: StackPlan) -> str:
         lines.append(f"  Cotpay           {plan.external_cotpay} (no sandbox started)")
     cli = command_name()
     if plan.external_temporal is None and plan.ui_port is not None:
-        lines.append(
-            '  Stuck orders     EscrowStatus="NEEDS_ATTENTION" in the UI, '
-            f"or: {cli} ops list --status NEEDS_ATTENTION"
+        stuck = ui_list_url(
+            'EscrowStatus = "NEEDS_ATTENTION"',
+            ui=f"http://{plan.host}:{plan.ui_port}",
+            namespace=plan.namespace,
         )
+        lines.append(f"  Stuck orders     {stuck}")
+        lines.append(f"                   or: {cli} ops list --status NEEDS_ATTENTION")
     lines.append(f"  Data             {plan.data_dir}")
     if plan.codec_server:
         lines.append(f"  Codec server     {plan.codec_url}  (the UI decrypts payloads through it)")

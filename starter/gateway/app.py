@@ -76,7 +76,7 @@ def create_app(
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
         lifespan=_lifespan(client, MetricsSettings().attention_interval),
-        docs_url=None,  # served from swagger-ui-bundle below, not from a CDN
+        docs_url=None,  # served offline by routes/docs.py, not from a CDN
         redoc_url=None,
     )
     app.state.gateway = GatewayContext(

@@ -32,6 +32,8 @@ async def test_docs_page_and_its_assets_come_from_the_gateway(http: httpx.AsyncC
         assert asset.content, ref
     bundle = await http.get("/docs/static/swagger-ui-bundle.js")
     assert "SwaggerUIBundle" in bundle.text
+    assert "isOAS31" in bundle.text, "Swagger UI 5: it reads FastAPI's OpenAPI 3.1"
+    assert (await http.get("/openapi.json")).json()["openapi"].startswith("3.1")
     assert (await http.get("/docs/oauth2-redirect")).status_code == 200
     assert (await http.get("/redoc")).status_code == 404
 

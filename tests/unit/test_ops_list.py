@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starter.cli.ops import COMPLETED_NOTE, Listed, list_json, list_with_reasons, render_list
-from starter.cli.output import with_code
+from starter.cli.output import ui_list_url, with_code
 from starter.client import OrderNotFound, OrderSummary
 from workflows.models import Attention, EscrowStatus, OrderView
 
@@ -76,3 +76,19 @@ def test_the_attention_line_names_the_code_once() -> None:
     assert with_code("payment: WalletNotLinked (10900): no wallet", 10900).count("10900") == 1
     assert with_code("the seller rejected the return", None) == "the seller rejected the return"
     assert with_code("Cotpay reported X", 10800) == "Cotpay reported X (Cotpay code 10800)"
+
+
+def test_the_list_links_the_same_orders_in_the_temporal_ui(monkeypatch: Any) -> None:
+    monkeypatch.delenv("TEMPORAL_UI_URL", raising=False)
+    monkeypatch.delenv("TEMPORAL_NAMESPACE", raising=False)
+    text = render_list([Listed(summary("gone", "FAILED", "COMPLETED"))], 'EscrowStatus = "FAILED"')
+    assert text.splitlines()[-1] == (
+        "In the Temporal UI: http://127.0.0.1:8233/namespaces/default/workflows"
+        "?query=EscrowStatus%20%3D%20%22FAILED%22"
+    )
+    monkeypatch.setenv("TEMPORAL_UI_URL", "https://ui.example/")
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "shop prod")
+    assert ui_list_url('EscrowStatus = "HELD"') == (
+        "https://ui.example/namespaces/shop%20prod/workflows?query=EscrowStatus%20%3D%20%22HELD%22"
+    )
+    assert render_list([], "q").startswith("No orders.\n\nIn the Temporal UI: https://ui.example/")

@@ -35,6 +35,10 @@ def test_defaults_wire_everything_locally(tmp_path: Path) -> None:
     for shown in ("http://127.0.0.1:8233", "http://127.0.0.1:8000", "http://127.0.0.1:8090"):
         assert shown in text
     assert "dev-api-key" in text
+    assert (
+        "Stuck orders     http://127.0.0.1:8233/namespaces/default/workflows"
+        "?query=EscrowStatus%20%3D%20%22NEEDS_ATTENTION%22\n"
+    ) in text
     assert f"Try:  {command_name()} demo\n" in text
     assert "ESCROW_PAYOUT_RULE=" not in text and "TEMPORAL_ADDRESS=" not in text  # defaults
 
