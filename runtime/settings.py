@@ -29,6 +29,8 @@ class EscrowSettings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_format: str = "console"
+    # Swagger UI at /docs (files of the fastapi-offline package, no CDN); off in production.
+    api_docs: bool = True
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

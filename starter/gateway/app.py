@@ -32,9 +32,11 @@ from starter.client import EscrowClient
 from starter.gateway.deps import GatewayContext
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
+from starter.gateway.language import Localize
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
+from starter.gateway.routes.docs import install_docs
 from store import reconcile
 from store.api import OrderStore
 from store.errors import SchemaBehind, StoreUnavailable
@@ -117,6 +119,8 @@ def create_app(
         lifespan=_lifespan(
             client, MetricsSettings().attention_interval, order_store, owned=store is None
         ),
+        docs_url=None,  # served offline by routes/docs.py, not from a CDN
+        redoc_url=None,
     )
     app.state.gateway = GatewayContext(
         orders=orders or EscrowClient(client),
@@ -128,6 +132,7 @@ def create_app(
     instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
+    app.add_middleware(Localize)
     app.add_middleware(AccessLog)
     install_error_handlers(app)
 
@@ -145,4 +150,6 @@ def create_app(
     app.include_router(ipn.router)
     mount_metrics(app)
     app.include_router(health.router)
+    if escrow.api_docs:
+        install_docs(app)
     return app

@@ -9,9 +9,10 @@ through ``httpx.ASGITransport``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.errors import application_error
-from activities.models import CallResult, CustomerCheckInput
+from activities.models import CallResult, CustomerCheckInput, OrderCallInput
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
@@ -43,15 +44,38 @@ MAX_BODY = 4096
 UNKNOWN_SELLER_PREFIX = "000"
 
 
+@dataclass
 class GatewayCotpay(FakeCotpay):
     """The workflow tests' fake Cotpay, with sellers unknown by id (data, not a script, as the
-    session's orders share one worker)."""
+    session's orders share one worker). Per order (by ``orderRef``): ``refuse_payment`` answers
+    its payouts 10900; ``gates`` holds its payout and return-request calls until the event is
+    set, so a test can read the order while the call runs."""
+
+    refuse_payment: set[str] = field(default_factory=set)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @activity.defn(name="cotpay.customer_id")
     async def customer_id(self, inp: CustomerCheckInput) -> CallResult:
         if inp.seller_id.startswith(UNKNOWN_SELLER_PREFIX):
             raise application_error(error_for(10200, "seller not found", endpoint="customerID"))
         return await super().customer_id(inp)
+
+    @activity.defn(name="cotpay.payment")
+    async def payment(self, inp: OrderCallInput) -> CallResult:
+        await self._gate(inp.order_ref)
+        if inp.order_ref in self.refuse_payment:
+            raise application_error(error_for(10900, "wallet not linked", endpoint="payment"))
+        return await super().payment(inp)
+
+    @activity.defn(name="cotpay.return_request")
+    async def return_request(self, inp: OrderCallInput) -> CallResult:
+        await self._gate(inp.order_ref)
+        return await super().return_request(inp)
+
+    async def _gate(self, order_ref: str) -> None:
+        gate = self.gates.get(order_ref)
+        if gate is not None:
+            await asyncio.wait_for(gate.wait(), timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -84,13 +108,18 @@ class Backend:
 
 
 @pytest.fixture(scope="session")
-async def backend(env: WorkflowEnvironment) -> AsyncIterator[Backend]:
+def cotpay_fake() -> GatewayCotpay:
+    return GatewayCotpay()
+
+
+@pytest.fixture(scope="session")
+async def backend(env: WorkflowEnvironment, cotpay_fake: GatewayCotpay) -> AsyncIterator[Backend]:
     task_queue = f"gateway-tests-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=GatewayCotpay().activities(),
+        activities=cotpay_fake.activities(),
     ):
         yield Backend(env, task_queue)
 
