@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ class Seeder:
             for i, status in enumerate(statuses)
         ]
         last = statuses[-1]
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = {}
         if last is S.NEEDS_ATTENTION:
             extra["attention"] = Attention(reason="payout failed (10800)", code=10800, since=time)
         if last is S.AWAITING_PAYMENT:

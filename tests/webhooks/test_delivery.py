@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections import defaultdict
@@ -109,10 +110,10 @@ async def test_per_order_order_holds_when_the_receiver_answers_out_of_order(
         ids = expected[ref]
         mine = [r for r in receiver.requests if r.event["data"]["orderRef"] == ref]
         first_ack = {
-            i: min(r.answered for r in mine if r.event_id == i and r.status == 200)  # type: ignore[type-var]
+            i: min(r.answered or 0.0 for r in mine if r.event_id == i and r.status == 200)
             for i in ids
         }
-        for earlier, later in zip(ids, ids[1:], strict=False):
+        for earlier, later in itertools.pairwise(ids):
             first_request_of_later = min(r.at for r in mine if r.event_id == later)
             assert first_ack[earlier] <= first_request_of_later, (
                 f"{ref}: {later} was sent before {earlier} was acknowledged"
