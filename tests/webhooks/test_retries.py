@@ -43,7 +43,7 @@ class Switch:
         return Reply(status=self.status)
 
 
-async def _pass(d, clock: FakeClock | None = None, at=None) -> None:  # type: ignore[no-untyped-def]
+async def _pass(d, clock: FakeClock | None = None, at=None) -> None:
     if clock is not None and at is not None:
         clock.set(at)
     await d.tick()
