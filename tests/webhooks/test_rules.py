@@ -5,6 +5,7 @@ connect-time check against a name that resolves differently later (DNS rebinding
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -163,7 +164,7 @@ async def test_a_name_resolving_to_a_private_address_is_refused_in_production(
     answers = {"shop.example": ["10.0.0.7"]}
 
     async def fake_resolve(host: str, port: int) -> list[safety.IPAddress]:
-        return [safety.ipaddress.ip_address(a) for a in answers.get(host, [])]  # type: ignore[misc]
+        return [ipaddress.ip_address(a) for a in answers.get(host, [])]
 
     monkeypatch.setattr(safety, "resolve", fake_resolve)
     with pytest.raises(UrlRefused) as err:
@@ -184,7 +185,7 @@ async def test_the_address_is_checked_again_at_connect_time(
 
         async def rebinding(host: str, port: int) -> list[safety.IPAddress]:
             if host in answers:
-                return [safety.ipaddress.ip_address(answers[host])]
+                return [ipaddress.ip_address(answers[host])]
             return await real(host, port)
 
         monkeypatch.setattr(safety, "resolve", rebinding)
