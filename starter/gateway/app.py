@@ -23,12 +23,14 @@ from runtime.metrics import MetricsSettings, attention_gauge_loop, mount_metrics
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
-from starter.gateway.deps import GatewayContext
+from starter.gateway.deps import GatewayContext, WebhookHolder
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import health, ipn, operator
 from starter.gateway.routes import orders as order_routes
+from starter.gateway.routes import webhooks as webhook_routes
+from webhooks.service import WebhookService
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -46,6 +48,7 @@ def _lifespan(client: Client, interval: float) -> Any:
             stop.set()
             if task is not None:
                 await task
+            await _app.state.webhooks.close()
 
     return lifespan
 
@@ -63,8 +66,10 @@ def create_app(
     cotpay: CotpaySettings,
     *,
     orders: EscrowClient | None = None,
+    webhooks: WebhookService | None = None,
 ) -> FastAPI:
-    """The gateway app over a connected Temporal client (pydantic data converter)."""
+    """The gateway app over a connected Temporal client (pydantic data converter). Webhook
+    endpoints live in the order store (``webhooks``, else opened on first use)."""
     api_keys = escrow.api_key_list()
     if not api_keys:
         log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
@@ -81,6 +86,7 @@ def create_app(
         ipn_secret=escrow.ipn_secret.get_secret_value(),
         ipn_key=merchant_key(cotpay),
     )
+    app.state.webhooks = WebhookHolder(webhooks)
     instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
@@ -89,9 +95,10 @@ def create_app(
 
     # The routers carry their full paths: the access log and traces name the route template.
     bearer = Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))
-    for v1 in (order_routes.router, operator.router):
+    for v1 in (order_routes.router, operator.router, webhook_routes.router):
         app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
+    webhook_routes.document_webhooks(app)
     mount_metrics(app)
     app.include_router(health.router)
     return app

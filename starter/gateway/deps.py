@@ -1,4 +1,5 @@
-"""What routes depend on (FastAPI ``Depends``): the escrow client, the settings, the IPN keys.
+"""What routes depend on (FastAPI ``Depends``): the escrow client, the settings, the IPN keys,
+the webhook service and the caller's merchant.
 
 ``create_app`` stores one ``GatewayContext`` on ``app.state``; routes take what they need as
 annotated parameters (``orders: Orders``), so a route module imports no app and no global.
@@ -16,6 +17,8 @@ from fastapi import Depends, Path, Request
 from cotpay.logs import bind_order
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
+from store.models import DEFAULT_MERCHANT
+from webhooks.service import WebhookService
 from workflows.models import workflow_id_for
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -44,7 +47,38 @@ def escrow_settings(
     return context.escrow
 
 
+class WebhookHolder:
+    """The webhook service of the app: the one given to ``create_app``, or one opened on first
+    use from ``ESCROW_DATABASE_URL`` (closed with the app)."""
+
+    def __init__(self, service: WebhookService | None = None) -> None:
+        self._service = service
+        self._owned = service is None
+
+    def get(self) -> WebhookService:
+        if self._service is None:
+            self._service = WebhookService.open()
+        return self._service
+
+    async def close(self) -> None:
+        if self._owned and self._service is not None:
+            await self._service.close()
+            self._service = None
+
+
+def webhook_service(request: Request) -> WebhookService:
+    holder: WebhookHolder = request.app.state.webhooks
+    return holder.get()
+
+
+def current_merchant() -> str:
+    """The merchant whose resources the request may see (one merchant for now)."""
+    return DEFAULT_MERCHANT
+
+
 Context = Annotated[GatewayContext, Depends(gateway_context)]
+Webhooks = Annotated[WebhookService, Depends(webhook_service)]
+Merchant = Annotated[str, Depends(current_merchant)]
 Orders = Annotated[EscrowClient, Depends(escrow_client)]
 Settings = Annotated[EscrowSettings, Depends(escrow_settings)]
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
