@@ -4,6 +4,9 @@ Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``;
 docs/deployment.md); the runtime (connection, metrics, tracing) from ``runtime/``. The worker owns
 the Cotpay client (one pooled HTTP client for all activities) and closes it on shutdown; SIGINT
 and SIGTERM stop polling, let running activities finish (up to one HTTP timeout) and exit 0.
+It also runs the webhook dispatcher beside the worker (docs/webhooks.md) unless
+``ESCROW_WEBHOOK_DISPATCHER=false``: a separate asyncio task on the order store, which never
+touches Temporal or the activities.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from runtime.metrics import (
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from webhooks.dispatcher import Dispatcher
+from webhooks.settings import WebhookSettings
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
 
@@ -122,16 +127,29 @@ async def run_worker(
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
         )
-        async with worker:
-            log.info(
-                "worker.started",
-                address=temporal.address,
-                namespace=temporal.namespace,
-                task_queue=temporal.task_queue,
-                cotpay=cotpay.base_url,
-            )
-            await stop.wait()
-            log.info("worker.stopping")
+        hooks = WebhookSettings()
+        dispatcher = Dispatcher.from_env(hooks) if hooks.dispatcher else None
+        dispatching: asyncio.Task[None] | None = None
+        try:
+            async with worker:
+                if dispatcher is not None:
+                    dispatching = asyncio.create_task(dispatcher.run(stop))
+                log.info(
+                    "worker.started",
+                    address=temporal.address,
+                    namespace=temporal.namespace,
+                    task_queue=temporal.task_queue,
+                    cotpay=cotpay.base_url,
+                    webhooks=dispatcher is not None,
+                )
+                await stop.wait()
+                log.info("worker.stopping")
+        finally:
+            if dispatcher is not None:
+                stop.set()  # the dispatcher stops with the worker, also when the worker failed
+                if dispatching is not None:
+                    await dispatching
+                await dispatcher.db.close()
     shutdown_tracing()
     log.info("worker.stopped")
 

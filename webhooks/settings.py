@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,25 @@ class WebhookSettings(BaseSettings):
     # Status entries recorded up to this long before the newest one taken are looked at again
     # (a write that committed late, or a writer whose clock is behind).
     lookback: timedelta = timedelta(seconds=60)
+
+    @field_validator(
+        "retry_first_delay",
+        "retry_max_delay",
+        "retry_window",
+        "disable_after",
+        "rotation_overlap",
+        "lookback",
+        mode="before",
+    )
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """Durations: seconds (``259200``) or ISO 8601 (``PT72H``, ``P3D``)."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
 
     @property
     def production(self) -> bool:
