@@ -248,3 +248,45 @@ async def test_openapi_lists_every_event_in_its_webhooks_section(api: httpx.Asyn
         "/v1/webhook-endpoints/{endpoint_id}/deliveries",
         "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/resend",
     } <= paths
+
+
+async def test_the_demo_prints_each_event_with_its_signature_checked(
+    api: httpx.AsyncClient, hooks_db: OrderStore
+) -> None:
+    from starter.cli.demo import WebhookListener
+
+    lines: list[str] = []
+    listener = WebhookListener(api, lines.append)
+    async with listener.receiver:
+        await listener.register()
+        assert listener.endpoint is not None and listener.receiver.secret
+        now = datetime.now(UTC)
+        statuses = [
+            EscrowStatus.AWAITING_PAYMENT,
+            EscrowStatus.HELD,
+            EscrowStatus.DELIVERED,
+            EscrowStatus.PAYING_OUT,
+            EscrowStatus.PAID_OUT,
+        ]
+        await hooks_db.record(
+            write(
+                "demo-hook",
+                EscrowStatus.PAID_OUT,
+                [
+                    StoreEvent(seq=i + 1, time=now, kind="status", status=status)
+                    for i, status in enumerate(statuses)
+                ],
+                created_at=now,
+            )
+        )
+        dispatcher = Dispatcher(hooks_db.db, WebhookSettings(env="development"))
+        for _ in range(len(statuses) + 1):
+            await dispatcher.tick()
+            await dispatcher.drain()
+        await dispatcher.shutdown()
+        await listener.finish()
+    shown = [line.split()[1] for line in lines if line.startswith("  webhook")]
+    assert shown == [f"order.{s.value.lower()}" for s in statuses]
+    assert all("signature ok" in line for line in lines if line.startswith("  webhook"))
+    assert lines[-1].startswith("6. 5 webhook event(s) received")
+    assert (await api.get("/v1/webhook-endpoints")).json()["endpoints"] == []
