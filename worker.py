@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import (
@@ -101,6 +101,18 @@ def build_worker(
     )
 
 
+def webhook_dispatcher() -> Dispatcher | None:
+    """The webhook dispatcher this worker runs (docs/webhooks.md); None when
+    ``ESCROW_WEBHOOK_DISPATCHER=false``, or when its settings are unusable: that is logged, and
+    the worker runs orders all the same (webhooks never hold money up)."""
+    try:
+        hooks = WebhookSettings()
+        return Dispatcher.from_env(hooks) if hooks.dispatcher else None
+    except (ValidationError, ValueError, OSError) as err:
+        log.error("webhooks.dispatcher_not_started", error=str(err)[:300])
+        return None
+
+
 async def run_worker(
     temporal: TemporalConfig,
     cotpay: CotpaySettings,
@@ -127,8 +139,7 @@ async def run_worker(
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
         )
-        hooks = WebhookSettings()
-        dispatcher = Dispatcher.from_env(hooks) if hooks.dispatcher else None
+        dispatcher = webhook_dispatcher()
         dispatching: asyncio.Task[None] | None = None
         try:
             async with worker:

@@ -8,6 +8,7 @@ import base64
 import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -211,3 +212,23 @@ async def test_the_address_is_checked_again_at_connect_time(
         result = await sender.send(receiver.url, {}, b"{}")
         await sender.aclose()
         assert result.ok and len(receiver.requests) == 1
+
+
+async def test_the_worker_runs_a_dispatcher_unless_told_not_to_or_misconfigured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from worker import webhook_dispatcher
+
+    monkeypatch.setenv("ESCROW_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    made = webhook_dispatcher()
+    assert made is not None
+    await made.db.close()
+    await made.sender.aclose()
+    monkeypatch.setenv("ESCROW_WEBHOOK_DISPATCHER", "false")
+    assert webhook_dispatcher() is None
+    monkeypatch.setenv("ESCROW_WEBHOOK_DISPATCHER", "true")
+    monkeypatch.setenv("ESCROW_WEBHOOK_LEASE", "1")  # shorter than an attempt: refused
+    assert webhook_dispatcher() is None
+    monkeypatch.delenv("ESCROW_WEBHOOK_LEASE")
+    monkeypatch.setenv("ESCROW_DATABASE_URL", "mysql://nope/x")
+    assert webhook_dispatcher() is None
