@@ -53,6 +53,7 @@ log = structlog.get_logger("cotpay_escrow.webhooks")
 Clock = Callable[[], datetime]
 BACKLOG_EVERY_S = 15.0
 MAX_ERROR_DELAY_S = 30.0
+SWEEP_EVERY_S = 10.0
 # A delivery due for its last attempt at the end of its window is given this long to be
 # claimed before the sweep fails it.
 SWEEP_GRACE = timedelta(minutes=10)
@@ -77,6 +78,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         sender: Sender | None = None,
         owner: str | None = None,
+        sweep_every: float = SWEEP_EVERY_S,
     ) -> None:
         self.db = db
         self.settings = settings or WebhookSettings()
@@ -90,6 +92,8 @@ class Dispatcher:
         self._secrets: dict[tuple[str, str], str] = {}
         self._secret_errors: set[str] = set()
         self._backlog_at = 0.0
+        self.sweep_every = sweep_every
+        self._swept_at: float | None = None
 
     @classmethod
     def from_env(cls, settings: WebhookSettings | None = None) -> Dispatcher:
@@ -183,17 +187,27 @@ class Dispatcher:
             metrics.TAKE_LAG.set(max(0.0, (now - oldest).total_seconds()))
         else:
             metrics.TAKE_LAG.set(0)
+        await self._sweep(now)
+        started = 0
+        due = await repo.due_endpoints(self.db, now=now)
+        if due:
+            for endpoint in await repo.list_endpoints(self.db):
+                if endpoint.enabled and endpoint.id in due:
+                    started += await self._start_endpoint(endpoint, now)
+        await self._refresh_backlog()
+        metrics.LAST_PASS.set(time.time())
+        return started
+
+    async def _sweep(self, now: datetime) -> None:
+        """Every ``sweep_every`` seconds (a scan of the pending deliveries)."""
+        moment = time.monotonic()
+        if self._swept_at is not None and moment - self._swept_at < self.sweep_every:
+            return
+        self._swept_at = moment
         failed = await repo.sweep(self.db, now=now, grace=SWEEP_GRACE)
         if failed:
             metrics.DELIVERIES_FAILED.inc(failed)
             log.warning("webhooks.deliveries_failed", count=failed)
-        started = 0
-        for endpoint in await repo.list_endpoints(self.db):
-            if endpoint.enabled:
-                started += await self._start_endpoint(endpoint, now)
-        await self._refresh_backlog()
-        metrics.LAST_PASS.set(time.time())
-        return started
 
     async def _view(self, order_ref: str) -> OrderView | None:
         return await store_orders.get_order(self.db, order_ref)

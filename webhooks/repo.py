@@ -270,6 +270,7 @@ async def take_events(
                     o.kind == "status",
                     o.status.in_(SENT_STATUSES),
                     o.recorded_at >= floor,
+                    orders.c.merchant.in_(sorted({ep.merchant for ep in endpoints})),
                     ~taken,
                 )
                 .order_by(o.recorded_at, o.order_ref, o.seq)
@@ -344,6 +345,17 @@ async def take_events(
 
 def _lease_free(now: datetime) -> ColumnElement[bool]:
     return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+async def due_endpoints(db: Database, *, now: datetime) -> set[str]:
+    """Endpoints with a delivery whose next attempt has come and that nobody holds."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            select(D.endpoint_id)
+            .where(D.status == PENDING, D.next_attempt_at <= now, _lease_free(now))
+            .distinct()
+        )
+        return {r.endpoint_id for r in rows}
 
 
 async def claim(

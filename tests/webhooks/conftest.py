@@ -147,6 +147,7 @@ def dispatcher(
     settings: WebhookSettings | None = None,
     **kwargs: object,
 ) -> Dispatcher:
+    kwargs.setdefault("sweep_every", 0.0)
     return Dispatcher(store.db, settings or fast_settings(), box=SecretBox(None), **kwargs)  # type: ignore[arg-type]
 
 

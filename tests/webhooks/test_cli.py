@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -70,8 +73,8 @@ async def test_the_webhooks_commands(
                 created_at=now,
             )
         )
-        code, out, err = await _in_thread(run, capsys, "webhooks", "dispatch", "--once")
-        assert code == 0, err
+        done = await _dispatch_once(store_url)
+        assert done.returncode == 0, done.stderr
         assert receiver.acknowledged_ids() == {event_id("cli-1", 2)}  # only subscribed types
 
         code, page = await _in_thread(run_json, capsys, "webhooks", "deliveries", endpoint)
@@ -84,7 +87,7 @@ async def test_the_webhooks_commands(
             run, capsys, "webhooks", "resend", endpoint, str(delivery["id"])
         )
         assert code == 0 and "queued to send now" in out
-        await _in_thread(run, capsys, "webhooks", "dispatch", "--once")
+        await _dispatch_once(store_url)
         assert [r.event_id for r in receiver.requests] == [event_id("cli-1", 2)] * 2
 
         code, out, _ = await _in_thread(run, capsys, "webhooks", "resend", endpoint, "--all-failed")
@@ -123,6 +126,19 @@ async def test_refusals_print_their_code(
     monkeypatch.setenv("ESCROW_DATABASE_URL", "postgresql://u:secretpw@127.0.0.1:9/x")
     code, _out, err = await _in_thread(run, capsys, "webhooks", "list")
     assert code == 1 and "error [store_unavailable]" in err and "secretpw" not in err
+
+
+async def _dispatch_once(store_url: str) -> subprocess.CompletedProcess[str]:
+    """``webhooks dispatch`` configures the process's logging: run it as its own process."""
+    env = {**os.environ, "ESCROW_DATABASE_URL": store_url, "ESCROW_WEBHOOK_ATTEMPT_TIMEOUT": "5"}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "starter.cli", "webhooks", "dispatch", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
