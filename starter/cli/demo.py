@@ -270,14 +270,13 @@ class WebhookListener:
         """Wait (bounded) for the order's last events, say what arrived, remove the endpoint."""
         if self.endpoint is None:
             return
-        deadline = time.monotonic() + WEBHOOK_WAIT_S
+        started = time.monotonic()
+        deadline = started + WEBHOOK_WAIT_S
         while time.monotonic() < deadline:
             if {e.type for e in self.events} & FINAL_EVENTS:
                 break
-            if time.monotonic() - self.last > WEBHOOK_QUIET_S and (
-                self.events or time.monotonic() + WEBHOOK_QUIET_S > deadline
-            ):
-                break
+            if time.monotonic() - max(self.last, started) > WEBHOOK_QUIET_S:
+                break  # nothing more for a while
             await asyncio.sleep(0.1)
         if self.events:
             self.out(
