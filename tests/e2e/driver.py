@@ -4,7 +4,8 @@
 the gateway served by uvicorn in this event loop on a free loopback port, the worker in-process
 (``worker.run_worker``) or as ``python -m worker``, and optionally the Temporal dev server, each
 killable and restartable by name. ``E2EStack`` holds what a test drives: the HTTP API with its
-key, the sandbox admin API, a Temporal client and the parts.
+key, the sandbox admin API, a Temporal client and the parts. The worker writes the order store at
+``database_url`` (default: a SQLite file in a fresh temporary directory).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -32,6 +34,7 @@ from sandbox.testing import RunningSandbox
 from starter.client import EscrowClient
 from starter.gateway.server import running_gateway
 from starter.stack import DevServer, InProcessPart, Part, ProcessPart, Stack
+from store.settings import StoreSettings
 from worker import run_worker
 
 API_KEY = "e2e-api-key"
@@ -64,11 +67,14 @@ def cotpay_env(settings: CotpaySettings) -> dict[str, str]:
 
 @asynccontextmanager
 async def worker_running(
-    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
+    temporal: TemporalConfig,
+    cotpay: CotpaySettings,
+    escrow: EscrowSettings,
+    store: StoreSettings | None = None,
 ) -> AsyncIterator[None]:
     """``worker.run_worker`` in this event loop for the block."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop))
+    task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop, store=store))
     await asyncio.sleep(0.2)
     if task.done():
         task.result()
@@ -79,8 +85,16 @@ async def worker_running(
         await asyncio.wait_for(task, 30)
 
 
+def temp_database_url() -> str:
+    """A SQLite order store in a fresh temporary directory."""
+    return f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='escrow-store-')) / 'escrow.db'}"
+
+
 def worker_env(
-    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
+    temporal: TemporalConfig,
+    cotpay: CotpaySettings,
+    escrow: EscrowSettings,
+    database_url: str | None = None,
 ) -> dict[str, str]:
     """The environment of a ``python -m worker`` child with these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_"))}
@@ -94,6 +108,7 @@ def worker_env(
             "ESCROW_API_KEYS": escrow.api_keys,
             "ESCROW_PAYOUT_RULE": escrow.payout_rule.value,
             "ESCROW_LOG_FORMAT": "json",
+            "ESCROW_DATABASE_URL": database_url or temp_database_url(),
         }
     )
     return env
@@ -243,6 +258,7 @@ async def e2e_stack(
     payout_rule: str = "immediate",
     log_dir: Path | None = None,
     worker_extra_env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[E2EStack]:
     """A gateway and (unless ``worker=None``) a worker on ``temporal``'s namespace.
 
@@ -252,6 +268,8 @@ async def e2e_stack(
     """
     cotpay = sandbox.cotpay_settings()
     connected: list[Client] = [client] if client is not None else []
+    database_url = database_url or temp_database_url()
+    store = StoreSettings(database_url=database_url)
 
     async def temporal_client() -> Client:
         if not connected:
@@ -273,7 +291,9 @@ async def e2e_stack(
     parts.append(gateway)
     if worker == "in-process":
         parts.append(
-            InProcessPart("worker", lambda: worker_running(temporal, cotpay, worker_settings()))
+            InProcessPart(
+                "worker", lambda: worker_running(temporal, cotpay, worker_settings(), store)
+            )
         )
     elif worker == "process":
         parts.append(
@@ -281,7 +301,7 @@ async def e2e_stack(
                 "worker",
                 [sys.executable, "-m", "worker"],
                 env=lambda: {
-                    **worker_env(temporal, cotpay, worker_settings()),
+                    **worker_env(temporal, cotpay, worker_settings(), database_url),
                     **(worker_extra_env or {}),
                 },
                 log_file=log_dir / "worker.log" if log_dir is not None else None,

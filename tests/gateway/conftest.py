@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from activities.errors import application_error
 from activities.models import CallResult, CustomerCheckInput
+from activities.store_activities import StoreActivities
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
@@ -32,6 +33,7 @@ from runtime.codec import escrow_data_converter
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
 from starter.gateway.app import create_app
+from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
@@ -83,13 +85,13 @@ class Backend:
 
 
 @pytest.fixture(scope="session")
-async def backend(env: WorkflowEnvironment) -> AsyncIterator[Backend]:
+async def backend(env: WorkflowEnvironment, order_store: OrderStore) -> AsyncIterator[Backend]:
     task_queue = f"gateway-tests-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=GatewayCotpay().activities(),
+        activities=[*GatewayCotpay().activities(), *StoreActivities(order_store).all()],
     ):
         yield Backend(env, task_queue)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
 from starter.stack.devserver import test_server_binary
+from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker
@@ -172,16 +174,19 @@ async def record(names: list[str]) -> None:
         test_server_existing_path=str(test_server_binary()),
         data_converter=pydantic_data_converter,
     )
+    store = OrderStore.open(f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='replay-')}/escrow.db")
+    await store.upgrade()
     try:
         await register_search_attributes(env)
         for name in names:
-            async with worker(env, FakeCotpay()) as session:
+            async with worker(env, FakeCotpay(), store) as session:
                 order = await PATHS[name](env, session)
                 await order.handle.result()
                 history = await order.handle.fetch_history()
             (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n", encoding="utf-8")
             print(f"wrote {HISTORIES / f'{name}.json'}")
     finally:
+        await store.close()
         await env.shutdown()
 
 
