@@ -155,6 +155,41 @@ async def duplicate_ipns(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def ipn_wrong_amount(env: WorkflowEnvironment, session: Session) -> Order:
+    """A HOLDING for the wrong amount (NEEDS_ATTENTION, operator retry), then the right one."""
+    order = await start(session, order_ref="replay-ipn-wrong-amount")
+    await order.until(S.AWAITING_PAYMENT)
+    await order.ipn("HOLDING", IpnStep.VERIFY, amount=order.inp.amount - 1, tx="hold-wrong")
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="retry", operator="ops")
+    )
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+async def ipn_wrong_refund(env: WorkflowEnvironment, session: Session) -> Order:
+    """A REFUNDED for another Cotpay order (NEEDS_ATTENTION), then an operator refund."""
+    order = await start(session, order_ref="replay-ipn-wrong-refund")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    await order.ipn("REFUNDED", IpnStep.RETURN, id_order=999_999, tx="refund-wrong")
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="refund", operator="ops")
+    )
+    await order.calls_of("return_request", 2)
+    await order.eventually(lambda v: [e.kind for e in v.timeline].count("return_requested") == 2)
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-1")
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -165,6 +200,11 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "rejected_release": rejected_release,
     "cancel_before_payment": cancel_before_payment,
     "duplicate_ipns": duplicate_ipns,
+    # Since the order-store and ipn-amount-check patches (docs/store.md, docs/workflow.md):
+    "store_happy_path": happy_path,
+    "store_return_path": return_path,
+    "ipn_wrong_amount": ipn_wrong_amount,
+    "ipn_wrong_refund": ipn_wrong_refund,
 }
 
 
