@@ -2,7 +2,9 @@
 ``cotpay-escrow run`` and the environment (docs/running.md).
 
 Wiring: the worker and gateway get ``TEMPORAL_ADDRESS``, the sandbox's ``credentials.env``
-(``COTPAY_*``), and ``ESCROW_PUBLIC_URL`` = the gateway, so the sandbox's IPNs reach it.
+(``COTPAY_*``), and ``ESCROW_PUBLIC_URL`` = the gateway, so the sandbox's IPNs reach it. The
+order store is ``<data-dir>/escrow.db`` (``ESCROW_DATABASE_URL``, unless the environment names
+another database: docs/store.md).
 A ``COTPAY_BASE_URL`` other than the local sandbox means production (or another) Cotpay: no
 sandbox is started and ``COTPAY_*`` pass through. Likewise a ``TEMPORAL_ADDRESS`` other than the
 local dev server means an existing Temporal: no dev server is started.
@@ -136,6 +138,8 @@ def plan_stack(
             "ESCROW_GATEWAY_HOST": plan.host,
             "ESCROW_GATEWAY_PORT": str(plan.gateway_port),
             "ESCROW_PAYOUT_RULE": plan.payout_rule,
+            "ESCROW_DATABASE_URL": environ.get("ESCROW_DATABASE_URL")
+            or f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}",
         }
     )
     plan.env = env

@@ -111,3 +111,13 @@ def test_demo_without_a_stack_fails_clearly(capsys: pytest.CaptureFixture[str]) 
     args.sandbox_url = f"http://127.0.0.1:{port}"
     assert args.func(args) == 1
     assert "is `cotpay-escrow run` running?" in capsys.readouterr().err
+
+
+def test_the_order_store_lives_in_the_data_dir_unless_the_environment_names_one(
+    tmp_path: Path,
+) -> None:
+    plan = run_cmd.plan_from(_args("--data-dir", str(tmp_path)), {})
+    assert plan.env["ESCROW_DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path.resolve()}/escrow.db"
+    env = {"ESCROW_DATABASE_URL": "postgresql+asyncpg://escrow@db.example/escrow"}
+    plan = run_cmd.plan_from(_args("--data-dir", str(tmp_path)), env)
+    assert plan.env["ESCROW_DATABASE_URL"] == env["ESCROW_DATABASE_URL"]
