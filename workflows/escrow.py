@@ -160,16 +160,15 @@ class EscrowOrderWorkflow:
         """The store has the whole order (always true for an order from before the patch)."""
         return self._store is None or self._store.idle(self._o.view())
 
-    async def _store_synced(self) -> None:
-        """Read-your-writes: wait (bounded) until the store holds the timeline as it is now."""
+    async def _store_synced(self, answer: R) -> R:
+        """Read-your-writes: ``answer`` (the state right after an update applied), once the
+        store holds the timeline as it was then, or after ``STORE_SYNC_WAIT`` at most."""
         outbox = self._store
-        if outbox is None:
-            return
         seq = len(self._o.timeline)
-        if outbox.has(seq):
-            return
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: outbox.has(seq), timeout=STORE_SYNC_WAIT)
+        if outbox is not None and not outbox.has(seq):
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: outbox.has(seq), timeout=STORE_SYNC_WAIT)
+        return answer
 
     @staticmethod
     def _ipn_checks() -> bool:
@@ -355,16 +354,14 @@ class EscrowOrderWorkflow:
     @workflow.update
     async def payment_info(self) -> PaymentInfo:
         await workflow.wait_condition(lambda: self._o.creation_settled)
-        await self._store_synced()
-        return self._o.payment_info()
+        return await self._store_synced(self._o.payment_info())
 
     # --- updates -----------------------------------------------------------------------------
 
     @workflow.update
     async def confirm_delivery(self, msg: DeliveryConfirmation) -> OrderView:
         self._o.receive(workflow.now(), msg)
-        await self._store_synced()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @confirm_delivery.validator
     def _validate_delivery(self, msg: DeliveryConfirmation) -> None:
@@ -373,8 +370,7 @@ class EscrowOrderWorkflow:
     @workflow.update
     async def open_dispute(self, msg: DisputeRequest) -> OrderView:
         self._o.receive(workflow.now(), msg)
-        await self._store_synced()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @open_dispute.validator
     def _validate_dispute(self, msg: DisputeRequest) -> None:
@@ -384,8 +380,7 @@ class EscrowOrderWorkflow:
     async def cancel(self, msg: CancelRequest) -> OrderView:
         if self._o.receive(workflow.now(), msg) is Reply.ACCEPTED:
             await workflow.wait_condition(lambda: self._o.status is not S.CREATING)
-        await self._store_synced()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @cancel.validator
     def _validate_cancel(self, msg: CancelRequest) -> None:
@@ -394,8 +389,7 @@ class EscrowOrderWorkflow:
     @workflow.update
     async def operator_action(self, msg: OperatorAction) -> OrderView:
         self._o.receive(workflow.now(), msg)
-        await self._store_synced()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @operator_action.validator
     def _validate_operator(self, msg: OperatorAction) -> None:
