@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -42,6 +43,7 @@ SELLER = "S0000001"
 BUYER = "0912345678"
 IPN_SECRET = SecretStr("test-ipn-secret")
 POLLS = 200
+QUIET_POLLS = 100
 POLL_INTERVAL = 0.05
 
 
@@ -160,8 +162,8 @@ async def worker(
     store_activities: list[Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[Session]:
-    """A worker on a fresh task queue; orders still open at the end are terminated, so that
-    their timers do not hold the shared test server's clock in later tests.
+    """A worker on a fresh task queue; orders still open at the end are terminated (once quiet),
+    so that their timers do not hold the shared test server's clock in later tests.
 
     ``store_activities`` replaces the real ``store.record`` (e.g. a store that fails);
     ``options`` go to ``Worker`` (e.g. ``max_cached_workflows=0``: replay at every task)."""
@@ -178,7 +180,30 @@ async def worker(
         finally:
             for order in session.orders:
                 with contextlib.suppress(RPCError):
+                    await quiet(order.handle)
                     await order.handle.terminate("test finished")
+
+
+async def quiet(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until no workflow task and no activity attempt of the order is scheduled or running
+    (bounded). The time-skipping test server locks its clock for each of them and a
+    termination does not unlock it, so one left behind stops time for every later test; an
+    order's store write is often under way when a test ends. An activity waiting to be retried
+    does not lock the clock."""
+    running = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    scheduled = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    for _ in range(QUIET_POLLS):
+        raw = (await handle.describe()).raw_description
+        if raw.workflow_execution_info.HasField("close_time"):
+            return
+        busy = [
+            a
+            for a in raw.pending_activities
+            if a.state == running or (a.state == scheduled and a.attempt <= 1)
+        ]
+        if not busy and not raw.HasField("pending_workflow_task"):
+            return
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 async def start(session: Session, **overrides: Any) -> Order:
