@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -44,6 +44,15 @@ BUYER = "0912345678"
 IPN_SECRET = SecretStr("test-ipn-secret")
 POLLS = 200
 QUIET_POLLS = 100
+WORKFLOW_TASK_EVENTS = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    }
+)
 POLL_INTERVAL = 0.05
 
 
@@ -189,7 +198,8 @@ async def quiet(handle: WorkflowHandle[Any, Any]) -> None:
     (bounded). The time-skipping test server locks its clock for each of them and a
     termination does not unlock it, so one left behind stops time for every later test; an
     order's store write is often under way when a test ends. An activity waiting to be retried
-    does not lock the clock."""
+    does not lock the clock. (That server does not report pending workflow tasks: the history
+    says whether one is scheduled or running.)"""
     running = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
     scheduled = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
     for _ in range(QUIET_POLLS):
@@ -201,9 +211,17 @@ async def quiet(handle: WorkflowHandle[Any, Any]) -> None:
             for a in raw.pending_activities
             if a.state == running or (a.state == scheduled and a.attempt <= 1)
         ]
-        if not busy and not raw.HasField("pending_workflow_task"):
+        if not busy and not await workflow_task_pending(handle):
             return
         await asyncio.sleep(POLL_INTERVAL)
+
+
+async def workflow_task_pending(handle: WorkflowHandle[Any, Any]) -> bool:
+    last = None
+    async for event in handle.fetch_history_events():
+        if event.event_type in WORKFLOW_TASK_EVENTS:
+            last = event.event_type
+    return last not in (None, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
 
 
 async def start(session: Session, **overrides: Any) -> Order:
