@@ -37,6 +37,7 @@ from runtime.metrics import (
     start_service_metrics_server,
     temporal_runtime,
 )
+from runtime.safety import UnsafeConfiguration, check_worker
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
@@ -103,7 +104,10 @@ async def run_worker(
     *,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one)."""
+    """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one).
+
+    Refuses (``UnsafeConfiguration``) development secrets in production (runtime/safety.py)."""
+    check_worker(escrow, cotpay.access_token.get_secret_value())
     check_timeouts(cotpay)
     stop = stop or asyncio.Event()
     metrics = MetricsSettings()
@@ -160,7 +164,11 @@ def main(argv: Sequence[str] = ()) -> int:
     configure_logging(EscrowSettings().log_format)
     # The workflow id and order context travel as fields (cotpay.logs.record_context).
     workflow.logger.workflow_info_on_message = False
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnsafeConfiguration as exc:
+        log.error("worker.unsafe_configuration", error=str(exc))
+        return 1
     return 0
 
 

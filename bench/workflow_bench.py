@@ -106,7 +106,7 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
     @asynccontextmanager
     async def gateway_serving() -> AsyncIterator[str]:
         clients.append(await connect(temporal))
-        settings = _escrow_settings("http://unused.invalid", ipn_secret)
+        settings = _escrow_settings("http://127.0.0.1:9", ipn_secret)  # unused, loopback
         async with running_gateway(clients[0], settings, sandbox.value.cotpay_settings()) as url:
             yield url
 

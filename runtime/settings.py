@@ -29,6 +29,11 @@ class EscrowSettings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_format: str = "console"
+    # Fail closed (runtime/safety.py, docs/security.md): "production" refuses development
+    # defaults; a non-loopback bind or public URL does the same whatever this says.
+    env: str = "development"
+    # /docs and /openapi.json of the gateway: off unless enabled.
+    docs: bool = False
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

@@ -1,8 +1,10 @@
 """``cotpay-escrow gateway [--host H] [--port P]``: the HTTP gateway (docs/http-api.md).
 
 Settings: ``TEMPORAL_*``, ``ESCROW_*`` (API keys, IPN secret, body cap, host and port defaults)
-and ``COTPAY_PRIVATE_KEY_FILE`` (opens sealed IPNs). Waits up to ``--connect-timeout`` seconds
-for Temporal at start-up, then serves until Ctrl-C.
+and ``COTPAY_PRIVATE_KEY_FILE`` (opens sealed IPNs). Refuses development secrets in production
+mode (runtime/safety.py); serves its metrics on ``ESCROW_METRICS_PORT`` when set, never on the
+public port. Waits up to ``--connect-timeout`` seconds for Temporal at start-up, then serves
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from temporalio.runtime import Runtime
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
 from runtime.codec import CodecError
-from runtime.metrics import MetricsSettings, temporal_runtime
+from runtime.metrics import MetricsSettings, start_service_metrics_server, temporal_runtime
+from runtime.safety import UnsafeConfiguration, check_gateway
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
@@ -64,7 +67,15 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
     client = await _connect(temporal, args.connect_timeout)
     host = args.host or escrow.gateway_host
     port = args.port if args.port is not None else escrow.gateway_port
-    log.info("gateway.start", host=host, port=port, temporal=temporal.address)
+    metrics = MetricsSettings()
+    start_service_metrics_server(metrics)
+    log.info(
+        "gateway.start",
+        host=host,
+        port=port,
+        temporal=temporal.address,
+        metrics_port=metrics.metrics_port,
+    )
     await serve_gateway(
         client,
         escrow,
@@ -78,6 +89,11 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
 def _run(args: argparse.Namespace) -> int:
     escrow = EscrowSettings()
     configure_logging(escrow.log_format)
+    try:
+        check_gateway(escrow, args.host or escrow.gateway_host)
+    except UnsafeConfiguration as exc:
+        log.error("gateway.unsafe_configuration", error=str(exc))
+        return 1
     try:
         asyncio.run(_serve(args, escrow))
     except (RuntimeError, CodecError, TemporalConfigError) as exc:

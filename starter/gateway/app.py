@@ -1,9 +1,10 @@
 """The HTTP gateway app: REST for shop backends and operators, IPN intake for Cotpay.
 
 Stateless: every request goes to Temporal through ``EscrowClient``. ``create_app`` wires the
-middleware (``middleware.py``), the error handlers (``errors.py``), the routes (``routes/``,
-one module per resource) and the metrics endpoint; routes get the client and settings through
-``deps.py``. The routes and error codes are listed in docs/http-api.md.
+middleware (``middleware.py``), the error handlers (``errors.py``) and the routes (``routes/``,
+one module per resource); routes get the client and settings through ``deps.py``. Metrics live
+on a separate port and ``/docs`` is off unless ``ESCROW_DOCS=true`` (docs/security.md). The
+routes and error codes are listed in docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.security import HTTPBearer
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
-from runtime.metrics import MetricsSettings, attention_gauge_loop, mount_metrics
+from runtime.metrics import MetricsSettings, attention_gauge_loop
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
@@ -74,6 +75,10 @@ def create_app(
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
         lifespan=_lifespan(client, MetricsSettings().attention_interval),
+        # Off unless ESCROW_DOCS=true (docs/security.md): the document maps the attack surface.
+        openapi_url="/openapi.json" if escrow.docs else None,
+        docs_url="/docs" if escrow.docs else None,
+        redoc_url="/redoc" if escrow.docs else None,
     )
     app.state.gateway = GatewayContext(
         orders=orders or EscrowClient(client),
@@ -92,6 +97,7 @@ def create_app(
     for v1 in (order_routes.router, operator.router):
         app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
-    mount_metrics(app)
+    # Metrics are served on their own port (ESCROW_METRICS_PORT, cotpay-escrow gateway), never
+    # on the public one.
     app.include_router(health.router)
     return app

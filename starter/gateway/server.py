@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
+from runtime.safety import check_gateway
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway.app import create_app
@@ -30,6 +31,7 @@ def _config(
     task_queue: str,
     search_salt: str | FromEnvironment | None,
 ) -> uvicorn.Config:
+    check_gateway(escrow, host)
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
         create_app(client, escrow, cotpay, orders=orders),

@@ -260,7 +260,9 @@ async def e2e_stack(
 
     @asynccontextmanager
     async def gateway_serving() -> AsyncIterator[str]:
-        settings = escrow_settings("http://unused.invalid", payout_rule=payout_rule)
+        settings = escrow_settings(
+            "http://127.0.0.1:9", payout_rule=payout_rule
+        )  # unused, loopback
         async with running_gateway(await temporal_client(), settings, cotpay) as url:
             yield url
 
