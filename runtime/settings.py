@@ -34,6 +34,9 @@ class EscrowSettings(BaseSettings):
     env: str = "development"
     # /docs and /openapi.json of the gateway: off unless enabled.
     docs: bool = False
+    # How long the gateway trusts a store API key it has checked (a revocation takes effect
+    # within this time; docs/security.md).
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

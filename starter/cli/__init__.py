@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.gateway",
     "starter.cli.order",
     "starter.cli.ops",
+    "starter.cli.keys",
     "starter.cli.worker",
 )
 

@@ -24,7 +24,11 @@ from runtime.safety import UnsafeConfiguration, check_gateway
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
+from starter.gateway.auth import InvalidKeySpec
 from starter.gateway.server import serve_gateway
+from store.access import AccessStore
+from store.api import OrderStore
+from store.errors import StoreUnavailable
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -55,14 +59,26 @@ async def _connect(settings: TemporalConfig, timeout_s: float) -> Client:
 
 
 async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
+    access = AccessStore.open()
     try:
-        await _serve_with_client(args, escrow)
+        await _prepare_store(access)
+        await _serve_with_client(args, escrow, access)
     finally:
+        await access.close()
         await release_client()
         shutdown_tracing()
 
 
-async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -> None:
+async def _prepare_store(access: AccessStore) -> None:
+    """API keys and the audit trail live in the order store: SQLite creates or upgrades its
+    schema here; PostgreSQL must be at this release's revision (``SchemaBehind`` refuses)."""
+    revision = await OrderStore(access.db).ensure_schema()
+    log.info("gateway.key_store", database=access.db.url, revision=revision)
+
+
+async def _serve_with_client(
+    args: argparse.Namespace, escrow: EscrowSettings, access: AccessStore
+) -> None:
     temporal = TemporalConfig.from_env()
     client = await _connect(temporal, args.connect_timeout)
     host = args.host or escrow.gateway_host
@@ -83,6 +99,7 @@ async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -
         host=host,
         port=port,
         task_queue=temporal.task_queue,
+        access=access,
     )
 
 
@@ -96,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(_serve(args, escrow))
-    except (RuntimeError, CodecError, TemporalConfigError) as exc:
+    except (RuntimeError, CodecError, TemporalConfigError, StoreUnavailable, InvalidKeySpec) as exc:
         log.error("gateway.failed", error=str(exc)[:300])
         return 1
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""``cotpay-escrow ops list|retry|release|refund``: find and unblock stuck orders.
+"""``cotpay-escrow ops list|retry|release|refund|audit``: find and unblock stuck orders, and
+read the audit trail (docs/security.md).
 
 ``list`` reads Temporal visibility (search attribute ``EscrowStatus``; needs a server with
 advanced visibility, e.g. the dev server or any cluster); the actions are the workflow's
@@ -10,11 +11,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from starter.cli.actions import run_action
-from starter.cli.output import dump, fail, json_flag, render_view, table, when
-from starter.client import EscrowClient, OrderSummary
+from starter.cli.actions import cli_actor, run_action, run_store_action, with_access
+from starter.cli.output import VN, dump, fail, json_flag, render_view, table, when
+from starter.client import EscrowClient, EscrowClientError, OrderSummary
+from store.access import AccessStore
+from store.access_models import DEFAULT_MERCHANT, AuditEvent, AuditFilter
+from store.errors import StoreUnavailable
 from workflows.models import EscrowStatus, OperatorAction, OrderView
 
 
@@ -67,9 +74,76 @@ def _act(args: argparse.Namespace) -> int:
     )
 
     async def action(client: EscrowClient) -> OrderView:
-        return await client.operator_action(args.order_ref, request)
+        try:
+            view = await client.operator_action(args.order_ref, request)
+        except EscrowClientError as exc:
+            await _audit_action(args.order_ref, request, exc.code)
+            raise
+        await _audit_action(args.order_ref, request, view.status.value)
+        return view
 
     return run_action(args, action, render_view, dump)
+
+
+async def _audit_action(order_ref: str, request: OperatorAction, outcome: str) -> None:
+    """The audit trail's line for an operator action taken from this terminal (best effort:
+    the order's own timeline records it in any case)."""
+    actor = cli_actor()
+    event = AuditEvent(
+        time=datetime.now(UTC),
+        actor=actor.name,
+        merchant=DEFAULT_MERCHANT,
+        action=f"order.operator.{request.action}",
+        target=order_ref,
+        data={"note": request.note, "typedOperator": request.operator, "outcome": outcome},
+    )
+    try:
+        await with_access(lambda access: access.record_audit(event))
+    except StoreUnavailable as exc:
+        print(f"warning: not written to the audit trail: {exc}", file=sys.stderr)
+
+
+def render_audit(events: list[AuditEvent]) -> str:
+    if not events:
+        return "No audit events."
+    rows = [
+        [
+            when(e.time),
+            e.actor,
+            e.merchant or "-",
+            e.action,
+            e.target or "-",
+            json.dumps(e.data, ensure_ascii=False, sort_keys=True) if e.data else "",
+        ]
+        for e in events
+    ]
+    return table(["TIME", "WHO", "MERCHANT", "ACTION", "TARGET", "DATA"], rows)
+
+
+def _since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time or date: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=VN)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    where = AuditFilter(
+        since=args.since,
+        until=args.until,
+        merchant=args.merchant,
+        action=args.action,
+        key_id=args.key_id,
+        limit=args.limit,
+    )
+
+    async def action(access: AccessStore) -> list[AuditEvent]:
+        return await access.list_audit(where)
+
+    return run_store_action(
+        args, action, render_audit, lambda events: {"events": [dump(e) for e in events]}
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,3 +176,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("--operator", default="", help="who (default: login name)")
         json_flag(command)
         command.set_defaults(func=_act, action=name)
+
+    audit = commands.add_parser(
+        "audit", help="the audit trail: keys, merchants, operator actions, webhook endpoints"
+    )
+    audit.add_argument("--since", type=_since, default=None, help="from this time (ISO 8601)")
+    audit.add_argument("--until", type=_since, default=None, help="before this time")
+    audit.add_argument("--merchant", default=None)
+    audit.add_argument(
+        "--action", default=None, help="e.g. key.revoke, or a prefix ending in '.' (key.)"
+    )
+    audit.add_argument("--key-id", default=None, help="changes made with this key")
+    audit.add_argument("--limit", type=int, default=100)
+    json_flag(audit)
+    audit.set_defaults(func=_audit)

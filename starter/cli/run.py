@@ -87,7 +87,11 @@ def plan_from(args: argparse.Namespace, environ: dict[str, str]) -> StackPlan:
 
 def banner(plan: StackPlan) -> str:
     keys = plan.env.get("ESCROW_API_KEYS", DEFAULT_API_KEY)
-    api_key = keys if keys == DEFAULT_API_KEY else "(first of ESCROW_API_KEYS)"
+    api_key = (
+        f"{keys} (operator of merchant default)"
+        if keys == DEFAULT_API_KEY
+        else "(first of ESCROW_API_KEYS)"
+    )
     lines = ["", "cotpay-escrow is running. Ctrl-C stops everything.", ""]
     if plan.external_temporal is None:
         if plan.ui_port is not None:

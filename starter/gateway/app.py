@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Security
-from fastapi.security import HTTPBearer
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
@@ -24,12 +23,14 @@ from runtime.metrics import MetricsSettings, attention_gauge_loop
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
+from starter.gateway.auth import AccessControl, KeyResolver, parse_env_keys
 from starter.gateway.deps import GatewayContext
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
-from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
+from starter.gateway.middleware import AccessLog, BodyLimit
 from starter.gateway.routes import health, ipn, operator
 from starter.gateway.routes import orders as order_routes
+from store.access import AccessStore
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -64,11 +65,16 @@ def create_app(
     cotpay: CotpaySettings,
     *,
     orders: EscrowClient | None = None,
+    access: AccessStore | None = None,
 ) -> FastAPI:
-    """The gateway app over a connected Temporal client (pydantic data converter)."""
-    api_keys = escrow.api_key_list()
-    if not api_keys:
-        log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
+    """The gateway app over a connected Temporal client (pydantic data converter). ``access``:
+    the store of API keys and the audit trail; without it only ``ESCROW_API_KEYS`` work."""
+    env_keys = parse_env_keys(escrow.api_key_list())
+    if not env_keys and access is None:
+        log.warning(
+            "gateway.no_api_keys", detail="no ESCROW_API_KEYS and no key store: /v1 refuses all"
+        )
+    keys = KeyResolver(env_keys, access, cache_seconds=escrow.key_cache_seconds)
 
     app = FastAPI(
         title="cotpay-escrow gateway",
@@ -85,17 +91,20 @@ def create_app(
         escrow=escrow,
         ipn_secret=escrow.ipn_secret.get_secret_value(),
         ipn_key=merchant_key(cotpay),
+        access=access,
     )
+    app.state.keys = keys
     instrument_app(app)
-    app.add_middleware(ApiKeyAuth, keys=api_keys)
+    # Authentication and each route's rule (starter/gateway/auth.py), before any body is read.
+    app.add_middleware(AccessControl, routes=lambda: app.router.routes, keys=keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
     app.add_middleware(AccessLog)
     install_error_handlers(app)
 
     # The routers carry their full paths: the access log and traces name the route template.
-    bearer = Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))
+    # Every route declares its access rule (auth.require / auth.PUBLIC).
     for v1 in (order_routes.router, operator.router):
-        app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
+        app.include_router(v1, responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
     # Metrics are served on their own port (ESCROW_METRICS_PORT, cotpay-escrow gateway), never
     # on the public one.

@@ -16,6 +16,7 @@ from fastapi import Depends, Path, Request
 from cotpay.logs import bind_order
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
+from store.access import AccessStore
 from workflows.models import workflow_id_for
 
 ORDER_REF_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -27,6 +28,8 @@ class GatewayContext:
     escrow: EscrowSettings
     ipn_secret: str
     ipn_key: rsa.RSAPrivateKey | None
+    # Keys, merchants and the audit trail (store/access.py); None: ESCROW_API_KEYS only.
+    access: AccessStore | None = None
 
 
 def gateway_context(request: Request) -> GatewayContext:

@@ -19,6 +19,7 @@ from runtime.safety import check_gateway
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway.app import create_app
+from store.access import AccessStore
 from workflows.models import TASK_QUEUE
 
 
@@ -30,11 +31,12 @@ def _config(
     port: int,
     task_queue: str,
     search_salt: str | FromEnvironment | None,
+    access: AccessStore | None = None,
 ) -> uvicorn.Config:
     check_gateway(escrow, host)
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
-        create_app(client, escrow, cotpay, orders=orders),
+        create_app(client, escrow, cotpay, orders=orders, access=access),
         host=host,
         port=port,
         access_log=False,
@@ -53,9 +55,10 @@ async def serve_gateway(
     port: int,
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
+    access: AccessStore | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
+    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, access)
     await uvicorn.Server(config).serve()
 
 
@@ -69,7 +72,8 @@ async def running_gateway(
     port: int = 0,
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
+    access: AccessStore | None = None,
 ) -> AsyncIterator[str]:
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt)
+    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, access)
     async with serving(config, what="gateway") as url:
         yield url

@@ -155,6 +155,8 @@ def plan_stack(
     # One metrics port per process: the gateway's comes from ``metrics_port`` (local.py); the
     # worker keeps none unless its own environment sets one.
     env.pop("ESCROW_METRICS_PORT", None)
+    # The order store (API keys and the audit trail too) lives in the data dir.
+    env.setdefault("ESCROW_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}")
     if is_loopback(plan.host):
         env.setdefault("ESCROW_DOCS", "true")  # a development stack on this machine only
     plan.env = env

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from starter.gateway.auth import PUBLIC
 from starter.gateway.deps import Orders
 from starter.gateway.errors import error_response
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[Depends(PUBLIC)])
 async def healthz(orders: Orders) -> JSONResponse:
     """Liveness and Temporal reachability (no API key)."""
     if await orders.healthy():

@@ -12,13 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from cotpay.ipn import IpnStatus, IpnStep, verify_ipn_signature
 from cotpay.logs import bind_order
 from runtime.metrics import record_ipn, record_ipn_after_close, record_ipn_rejected
 from starter.client import EscrowClient, EscrowClientError, OrderClosed
+from starter.gateway.auth import PUBLIC
 from starter.gateway.deps import Context, order_context
 from starter.gateway.errors import ApiError
 from starter.gateway.ipn import IpnRejected, read_ipn
@@ -35,6 +36,8 @@ router = APIRouter()
 
 @router.post(
     "/ipn/{order_ref}/{step}",
+    # No API key: Cotpay proves itself with the URL's signature, checked first below.
+    dependencies=[Depends(PUBLIC)],
     response_model=IpnAck,
     responses={status: {"model": ErrorBody} for status in (400, 403, 404, 413, 503)},
 )

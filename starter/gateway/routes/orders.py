@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from runtime.metrics import record_order_started
 from starter.client import COTPAY_ID_PATTERN, CreateOrderBody, OrderSummary, StartResult
+from starter.gateway.auth import Shop, Viewer
 from starter.gateway.deps import OrderRefPath, Orders, Settings, order_context
 from starter.gateway.errors import ApiError
 from starter.gateway.models import view_response
@@ -52,7 +53,9 @@ def _refusal(result: StartResult) -> ApiError | None:
     response_model=OrderView,
     responses={200: {"model": OrderView, "description": "the order already existed"}},
 )
-async def create_order(body: CreateOrderBody, orders: Orders, escrow: Settings) -> JSONResponse:
+async def create_order(
+    body: CreateOrderBody, orders: Orders, escrow: Settings, who: Shop
+) -> JSONResponse:
     """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
     with order_context(body.order_ref):
         result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
@@ -75,6 +78,7 @@ async def create_order(body: CreateOrderBody, orders: Orders, escrow: Settings) 
 @router.get("/orders", response_model=dict[str, list[OrderSummary]])
 async def list_orders(
     orders: Orders,
+    who: Viewer,
     status: EscrowStatus | None = None,
     seller_id: Annotated[str | None, Query(alias="sellerId", pattern=COTPAY_ID_PATTERN)] = None,
     buyer_id: Annotated[str | None, Query(alias="buyerId", pattern=COTPAY_ID_PATTERN)] = None,
@@ -86,14 +90,14 @@ async def list_orders(
 
 
 @router.get("/orders/{order_ref}", response_model=OrderView)
-async def get_order(order_ref: OrderRefPath, orders: Orders) -> JSONResponse:
+async def get_order(order_ref: OrderRefPath, orders: Orders, who: Viewer) -> JSONResponse:
     with order_context(order_ref):
         return view_response(await orders.get_order(order_ref))
 
 
 @router.post("/orders/{order_ref}/delivered", response_model=OrderView)
 async def delivered(
-    order_ref: OrderRefPath, orders: Orders, body: DeliveryConfirmation | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: DeliveryConfirmation | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
         return view_response(await orders.confirm_delivery(order_ref, body))
@@ -101,7 +105,7 @@ async def delivered(
 
 @router.post("/orders/{order_ref}/dispute", response_model=OrderView)
 async def dispute(
-    order_ref: OrderRefPath, orders: Orders, body: DisputeRequest | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: DisputeRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
         return view_response(await orders.open_dispute(order_ref, body))
@@ -109,7 +113,7 @@ async def dispute(
 
 @router.post("/orders/{order_ref}/cancel", response_model=OrderView)
 async def cancel(
-    order_ref: OrderRefPath, orders: Orders, body: CancelRequest | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: CancelRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
         return view_response(await orders.cancel(order_ref, body))
