@@ -24,7 +24,8 @@ from runtime.safety import UnsafeConfiguration, check_gateway
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
-from starter.gateway.auth import InvalidKeySpec
+from starter.gateway.auth import InvalidKeySpec, parse_env_keys
+from starter.gateway.ratelimit import RateLimitSettings
 from starter.gateway.server import serve_gateway
 from store.access import AccessStore
 from store.api import OrderStore
@@ -110,6 +111,12 @@ def _run(args: argparse.Namespace) -> int:
         check_gateway(escrow, args.host or escrow.gateway_host)
     except UnsafeConfiguration as exc:
         log.error("gateway.unsafe_configuration", error=str(exc))
+        return 1
+    try:
+        parse_env_keys(escrow.api_key_list())
+        RateLimitSettings()
+    except ValueError as exc:  # InvalidKeySpec, a limit that does not parse
+        log.error("gateway.bad_configuration", error=str(exc).splitlines()[0][:300])
         return 1
     try:
         asyncio.run(_serve(args, escrow))

@@ -28,6 +28,7 @@ from starter.gateway.deps import GatewayContext
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.middleware import AccessLog, BodyLimit
+from starter.gateway.ratelimit import RateLimiter, RateLimitSettings
 from starter.gateway.routes import health, ipn, operator
 from starter.gateway.routes import orders as order_routes
 from store.access import AccessStore
@@ -66,9 +67,11 @@ def create_app(
     *,
     orders: EscrowClient | None = None,
     access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> FastAPI:
     """The gateway app over a connected Temporal client (pydantic data converter). ``access``:
-    the store of API keys and the audit trail; without it only ``ESCROW_API_KEYS`` work."""
+    the store of API keys and the audit trail; without it only ``ESCROW_API_KEYS`` work.
+    ``rate_limits``: default ``ESCROW_RATE_LIMIT_*`` (starter/gateway/ratelimit.py)."""
     env_keys = parse_env_keys(escrow.api_key_list())
     if not env_keys and access is None:
         log.warning(
@@ -94,9 +97,10 @@ def create_app(
         access=access,
     )
     app.state.keys = keys
+    app.state.limiter = limiter = RateLimiter(rate_limits or RateLimitSettings())
     instrument_app(app)
-    # Authentication and each route's rule (starter/gateway/auth.py), before any body is read.
-    app.add_middleware(AccessControl, routes=lambda: app.router.routes, keys=keys)
+    # Rate limits, authentication and each route's rule (auth.py), before any body is read.
+    app.add_middleware(AccessControl, routes=lambda: app.router.routes, keys=keys, limiter=limiter)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
     app.add_middleware(AccessLog)
     install_error_handlers(app)

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import structlog
 from fastapi import Depends, Request, Security
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starter.gateway.errors import ApiError
 from starter.gateway.middleware import send_error
+from starter.gateway.ratelimit import RateLimiter
 from store.access import AccessStore
 from store.access_models import DEFAULT_MERCHANT, MERCHANT_PATTERN, Role, key_hash, parse_api_key
 from store.errors import StoreUnavailable
@@ -295,7 +296,7 @@ class AccessControl:
         *,
         routes: RoutesOf,
         keys: KeyResolver,
-        limiter: Any = None,
+        limiter: RateLimiter | None = None,
         prefix: str = "/v1/",
     ) -> None:
         self.app = app
@@ -326,7 +327,9 @@ class AccessControl:
         path: str = scope.get("path", "")
         route, rule = self.match(scope)
         under_api = path.startswith(self.prefix) or path == self.prefix.rstrip("/")
-        if self.limiter is not None and not await self.limiter.admit_source(scope, send, route):
+        if self.limiter is not None and not await self.limiter.admit_source(
+            scope, send, route.path if route is not None else None
+        ):
             return
         if rule is PUBLIC or (route is None and not under_api):
             await self.app(scope, receive, send)
@@ -351,7 +354,7 @@ class AccessControl:
                     send, 403, "forbidden", f"this route needs a {rule.role.value} key"
                 )
                 return
-        if self.limiter is not None and not await self.limiter.admit_key(principal, send):
+        if self.limiter is not None and not await self.limiter.admit_key(principal.key_id, send):
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

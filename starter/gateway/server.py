@@ -19,6 +19,7 @@ from runtime.safety import check_gateway
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway.app import create_app
+from starter.gateway.ratelimit import RateLimitSettings
 from store.access import AccessStore
 from workflows.models import TASK_QUEUE
 
@@ -32,11 +33,12 @@ def _config(
     task_queue: str,
     search_salt: str | FromEnvironment | None,
     access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> uvicorn.Config:
     check_gateway(escrow, host)
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
-        create_app(client, escrow, cotpay, orders=orders, access=access),
+        create_app(client, escrow, cotpay, orders=orders, access=access, rate_limits=rate_limits),
         host=host,
         port=port,
         access_log=False,
@@ -56,9 +58,12 @@ async def serve_gateway(
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
     access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers)."""
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, access)
+    config = _config(
+        client, escrow, cotpay, host, port, task_queue, search_salt, access, rate_limits
+    )
     await uvicorn.Server(config).serve()
 
 
@@ -73,7 +78,10 @@ async def running_gateway(
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
     access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> AsyncIterator[str]:
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, access)
+    config = _config(
+        client, escrow, cotpay, host, port, task_queue, search_salt, access, rate_limits
+    )
     async with serving(config, what="gateway") as url:
         yield url

@@ -48,6 +48,9 @@ async def ipn(
     known_step = step if step in _STEPS else "unknown"
     record_ipn(known_step)
     if not verify_ipn_signature(context.ipn_secret, order_ref, step, sig):
+        limiter = getattr(request.app.state, "limiter", None)
+        if limiter is not None:
+            await limiter.forged_ipn(request.scope)  # ESCROW_RATE_LIMIT_IPN_FORGED
         record_ipn_rejected("bad_signature")
         log.warning("ipn.bad_signature", step=known_step)
         raise ApiError(403, "bad_signature", "the IPN signature does not match")
