@@ -27,10 +27,12 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.cotpay_activities import CotpayActivities
+from activities.cotpay_activities import ClientFor, CotpayActivities
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
+from runtime.codec import CodecSettings
+from runtime.merchants import MerchantClients, MerchantDirectory
 from runtime.metrics import (
     EscrowMetricsInterceptor,
     MetricsSettings,
@@ -41,6 +43,7 @@ from runtime.safety import UnsafeConfiguration, check_worker
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from store.access import AccessStore
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
 
@@ -84,9 +87,13 @@ def build_worker(
     public_url: str,
     ipn_secret: SecretStr,
     graceful_shutdown: timedelta,
+    client_for: ClientFor | None = None,
 ) -> Worker:
-    """The escrow worker: the workflow, one activity per endpoint, metrics and log context."""
-    activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
+    """The escrow worker: the workflow, one activity per endpoint, metrics and log context.
+    ``client_for``: the Cotpay client of a merchant other than the default one."""
+    activities = CotpayActivities(
+        cotpay_client, public_url=public_url, ipn_secret=ipn_secret, client_for=client_for
+    )
     return Worker(
         client,
         task_queue=task_queue,
@@ -117,7 +124,11 @@ async def run_worker(
         interceptors=configure_tracing("cotpay-escrow-worker"),
         runtime=temporal_runtime(metrics.sdk_metrics_address),
     )
+    # Orders of other merchants call Cotpay with their own credentials (runtime/merchants.py).
+    access = AccessStore.open()
     async with CotpayClient(cotpay) as cotpay_client:
+        directory = MerchantDirectory(access, default=cotpay, ring=CodecSettings().key_ring())
+        merchants = MerchantClients(cotpay_client, directory)
         worker = build_worker(
             client,
             cotpay_client,
@@ -125,19 +136,30 @@ async def run_worker(
             public_url=escrow.public_url,
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
+            client_for=merchants.client,
         )
-        async with worker:
-            log.info(
-                "worker.started",
-                address=temporal.address,
-                namespace=temporal.namespace,
-                task_queue=temporal.task_queue,
-                cotpay=cotpay.base_url,
-            )
-            await stop.wait()
-            log.info("worker.stopping")
+        try:
+            await _serve_worker(worker, temporal, cotpay, stop)
+        finally:
+            await merchants.aclose()
+            await access.close()
     shutdown_tracing()
     log.info("worker.stopped")
+
+
+async def _serve_worker(
+    worker: Worker, temporal: TemporalConfig, cotpay: CotpaySettings, stop: asyncio.Event
+) -> None:
+    async with worker:
+        log.info(
+            "worker.started",
+            address=temporal.address,
+            namespace=temporal.namespace,
+            task_queue=temporal.task_queue,
+            cotpay=cotpay.base_url,
+        )
+        await stop.wait()
+        log.info("worker.stopping")
 
 
 async def serve() -> None:

@@ -57,7 +57,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _key(row: RowMapping) -> ApiKey:
+def _key(row: RowMapping | dict[str, Any]) -> ApiKey:
     values = {k: v for k, v in dict(row).items() if k != "key_hash"}
     return ApiKey.model_validate(values)
 
@@ -355,15 +355,18 @@ class AccessStore:
         key_id = parse_api_key(key)
         if key_id is None:
             return None
+        stmt = (
+            select(api_keys, merchants.c.disabled_at.label("merchant_disabled_at"))
+            .join(merchants, merchants.c.name == api_keys.c.merchant)
+            .where(api_keys.c.key_id == key_id)
+        )
         async with self.db.connect() as conn:
-            row = (
-                (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)))
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(stmt)).mappings().first()
         if row is None or not hmac.compare_digest(row["key_hash"], key_hash(key)):
             return None
-        record = _key(row)
+        if row["merchant_disabled_at"] is not None:
+            return None
+        record = _key({k: v for k, v in row.items() if k != "merchant_disabled_at"})
         return record if record.usable(at or _now()) else None
 
     async def touch_key(self, key_id: str, at: datetime | None = None) -> None:

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.order",
     "starter.cli.ops",
     "starter.cli.keys",
+    "starter.cli.merchants",
     "starter.cli.worker",
 )
 

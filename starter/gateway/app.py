@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
+from runtime.codec import CodecSettings
+from runtime.merchants import MerchantDirectory
 from runtime.metrics import MetricsSettings, attention_gauge_loop
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
@@ -95,6 +97,7 @@ def create_app(
         ipn_secret=escrow.ipn_secret.get_secret_value(),
         ipn_key=merchant_key(cotpay),
         access=access,
+        merchants=MerchantDirectory(access, default=cotpay, ring=CodecSettings().key_ring()),
     )
     app.state.keys = keys
     app.state.limiter = limiter = RateLimiter(rate_limits or RateLimitSettings())

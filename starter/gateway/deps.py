@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, Path, Request
 
 from cotpay.logs import bind_order
+from runtime.merchants import MerchantDirectory
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
 from store.access import AccessStore
@@ -30,6 +31,8 @@ class GatewayContext:
     ipn_key: rsa.RSAPrivateKey | None
     # Keys, merchants and the audit trail (store/access.py); None: ESCROW_API_KEYS only.
     access: AccessStore | None = None
+    # The merchants' accounts (runtime/merchants.py): their keys open their sealed IPNs.
+    merchants: MerchantDirectory | None = None
 
 
 def gateway_context(request: Request) -> GatewayContext:

@@ -278,9 +278,11 @@ class RecordingOrders(EscrowClient):
 
     sent: list[OperatorAction]
 
-    async def operator_action(self, order_ref: str, action: OperatorAction) -> OrderView:
+    async def operator_action(
+        self, order_ref: str, action: OperatorAction, *, merchant: str = "default"
+    ) -> OrderView:
         self.sent.append(action)
-        return await super().operator_action(order_ref, action)
+        return await super().operator_action(order_ref, action, merchant=merchant)
 
 
 async def test_operator_actions_record_the_keys_name_not_a_typed_one(

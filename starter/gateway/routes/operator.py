@@ -33,7 +33,7 @@ async def operator(
     with order_context(order_ref):
         log.info("order.operator_action", action=body.action, key_id=who.key_id)
         try:
-            view = await orders.operator_action(order_ref, action)
+            view = await orders.operator_action(order_ref, action, merchant=who.merchant)
         except EscrowClientError as exc:
             await audit(request, audited, target=order_ref, data={**data, "outcome": exc.code})
             raise

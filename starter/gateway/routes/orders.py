@@ -1,5 +1,8 @@
 """``/v1/orders``: start, list and read orders; the shop's messages (delivered, dispute, cancel).
 
+Every route acts on the orders of the caller's merchant (``who.merchant``): another merchant's
+order is not found, exactly like one that does not exist (docs/security.md).
+
 Each route calls one ``EscrowClient`` method; its typed errors become JSON errors in
 ``starter/gateway/errors.py`` (docs/http-api.md).
 """
@@ -58,7 +61,9 @@ async def create_order(
 ) -> JSONResponse:
     """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
     with order_context(body.order_ref):
-        result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
+        # The order belongs to the key's merchant: its workflow id, its Cotpay account.
+        order = body.to_input(escrow).model_copy(update={"merchant": who.merchant})
+        result = await orders.start_order(order, compare=body.compared_fields())
         if result.created:
             record_order_started()
         log.info(
@@ -85,14 +90,16 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     """Orders by ``EscrowStatus``, seller or buyer, from Temporal visibility."""
-    rows = await orders.list_orders(status, seller_id=seller_id, buyer_id=buyer_id, limit=limit)
+    rows = await orders.list_orders(
+        status, seller_id=seller_id, buyer_id=buyer_id, limit=limit, merchant=who.merchant
+    )
     return JSONResponse({"orders": [row.model_dump(mode="json") for row in rows]})
 
 
 @router.get("/orders/{order_ref}", response_model=OrderView)
 async def get_order(order_ref: OrderRefPath, orders: Orders, who: Viewer) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.get_order(order_ref))
+        return view_response(await orders.get_order(order_ref, who.merchant))
 
 
 @router.post("/orders/{order_ref}/delivered", response_model=OrderView)
@@ -100,7 +107,7 @@ async def delivered(
     order_ref: OrderRefPath, orders: Orders, who: Shop, body: DeliveryConfirmation | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.confirm_delivery(order_ref, body))
+        return view_response(await orders.confirm_delivery(order_ref, body, merchant=who.merchant))
 
 
 @router.post("/orders/{order_ref}/dispute", response_model=OrderView)
@@ -108,7 +115,7 @@ async def dispute(
     order_ref: OrderRefPath, orders: Orders, who: Shop, body: DisputeRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.open_dispute(order_ref, body))
+        return view_response(await orders.open_dispute(order_ref, body, merchant=who.merchant))
 
 
 @router.post("/orders/{order_ref}/cancel", response_model=OrderView)
@@ -116,4 +123,4 @@ async def cancel(
     order_ref: OrderRefPath, orders: Orders, who: Shop, body: CancelRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.cancel(order_ref, body))
+        return view_response(await orders.cancel(order_ref, body, merchant=who.merchant))
