@@ -222,7 +222,7 @@ class OrderRecord:
         inp = self.inp
         return OrderView(
             order_ref=inp.order_ref,
-            workflow_id=workflow_id_for(inp.order_ref),
+            workflow_id=workflow_id_for(inp.order_ref, inp.merchant),
             status=self.status,
             cotpay_order_id=self.cotpay_order_id,
             seller_id=inp.seller_id,

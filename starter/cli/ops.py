@@ -52,7 +52,11 @@ def _list(args: argparse.Namespace) -> int:
 
     async def action(client: EscrowClient) -> list[OrderSummary]:
         return await client.list_orders(
-            status, seller_id=args.seller, buyer_id=args.buyer, limit=args.limit
+            status,
+            seller_id=args.seller,
+            buyer_id=args.buyer,
+            limit=args.limit,
+            merchant=args.merchant,
         )
 
     try:
@@ -75,24 +79,26 @@ def _act(args: argparse.Namespace) -> int:
 
     async def action(client: EscrowClient) -> OrderView:
         try:
-            view = await client.operator_action(args.order_ref, request)
+            view = await client.operator_action(args.order_ref, request, merchant=args.merchant)
         except EscrowClientError as exc:
-            await _audit_action(args.order_ref, request, exc.code)
+            await _audit_action(args.order_ref, request, exc.code, args.merchant)
             raise
-        await _audit_action(args.order_ref, request, view.status.value)
+        await _audit_action(args.order_ref, request, view.status.value, args.merchant)
         return view
 
     return run_action(args, action, render_view, dump)
 
 
-async def _audit_action(order_ref: str, request: OperatorAction, outcome: str) -> None:
+async def _audit_action(
+    order_ref: str, request: OperatorAction, outcome: str, merchant: str
+) -> None:
     """The audit trail's line for an operator action taken from this terminal (best effort:
     the order's own timeline records it in any case)."""
     actor = cli_actor()
     event = AuditEvent(
         time=datetime.now(UTC),
         actor=actor.name,
-        merchant=DEFAULT_MERCHANT,
+        merchant=merchant,
         action=f"order.operator.{request.action}",
         target=order_ref,
         data={"note": request.note, "typedOperator": request.operator, "outcome": outcome},
@@ -161,6 +167,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--seller", default=None, help="only this seller's orders (Cotpay id)")
     listing.add_argument("--buyer", default=None, help="only this buyer's orders (Cotpay id)")
     listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument(
+        "--merchant", default=DEFAULT_MERCHANT, help="whose orders (default: default)"
+    )
     json_flag(listing)
     listing.set_defaults(func=_list)
 
@@ -174,6 +183,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("order_ref", metavar="ORDER_REF")
         command.add_argument("--note", default="", help="why (recorded on the order)")
         command.add_argument("--operator", default="", help="who (default: login name)")
+        command.add_argument(
+            "--merchant", default=DEFAULT_MERCHANT, help="the order's merchant (default: default)"
+        )
         json_flag(command)
         command.set_defaults(func=_act, action=name)
 
