@@ -45,6 +45,7 @@ from starter.client import EscrowClient
 from starter.gateway.ratelimit import RateLimitSettings
 from starter.gateway.server import running_gateway
 from starter.stack import DevServer, InProcessPart, Stack
+from store.api import OrderStore
 from worker import build_worker
 from workflows.models import (
     TASK_QUEUE,
@@ -110,9 +111,16 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
         settings = _escrow_settings("http://127.0.0.1:9", ipn_secret)  # unused, loopback
         # A benchmark measures the engine, not the gateway's rate limits (docs/security.md).
         unlimited = RateLimitSettings(source="off", key="off", ipn="off", ipn_forged="off")
-        async with running_gateway(
-            clients[0], settings, sandbox.value.cotpay_settings(), rate_limits=unlimited
-        ) as url:
+        async with (
+            OrderStore.open(f"sqlite+aiosqlite:///{root / 'escrow.db'}") as store,
+            running_gateway(
+                clients[0],
+                settings,
+                sandbox.value.cotpay_settings(),
+                store=store,
+                rate_limits=unlimited,
+            ) as url,
+        ):
             yield url
 
     gateway = InProcessPart("gateway", gateway_serving)

@@ -3,5 +3,5 @@
 The Temporal connection (``temporal``), the data converter and payload codec (``codec``), the
 codec server (``codec_server``), metrics (``metrics``), tracing (``tracing``) and the shared
 ``ESCROW_*`` settings (``settings``). It imports ``cotpay`` and ``workflows`` (models), never
-``starter``, ``activities`` or ``worker.py`` (docs/architecture-starter.md).
+``starter``, ``activities`` or ``worker.py`` (docs/architecture.md).
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from temporalio.worker import (
 )
 
 from cotpay.codes import CotpayCodeError, CotpayProtocolError, CotpayTransportError
+from workflows.reconcile_checks import RECONCILE_WORKFLOW_TYPE
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +80,23 @@ ORDERS_NEEDING_ATTENTION = prometheus_client.Gauge(
     "Running orders whose EscrowStatus is NEEDS_ATTENTION (from visibility, refreshed)",
 )
 ATTENTION_QUERY = 'EscrowStatus = "NEEDS_ATTENTION" AND ExecutionStatus = "Running"'
+
+# The daily reconciliation (docs/reconciliation.md): runs counted by the worker, open findings
+# counted from the store by the gateway (every ESCROW_ATTENTION_INTERVAL seconds).
+RECONCILE_RUNS = prometheus_client.Counter(
+    "escrow_reconcile_runs",
+    "Reconciliation runs by outcome (clean, findings, incomplete)",
+    ["outcome"],
+)
+RECONCILE_LAST_COMPLETE = prometheus_client.Gauge(
+    "escrow_reconcile_last_complete_timestamp_seconds",
+    "Unix time of the end of the last reconciliation run in which every check ran",
+)
+RECONCILE_FINDINGS = prometheus_client.Gauge(
+    "escrow_reconcile_findings",
+    "Open reconciliation and stranded-money findings by kind (from the order store, refreshed)",
+    ["kind"],
+)
 
 
 class MetricsSettings(BaseSettings):
@@ -142,6 +161,36 @@ def record_rate_limited(bucket: str) -> None:
     RATE_LIMITED.labels(bucket=bucket).inc()
 
 
+def record_reconcile_run(outcome: str) -> None:
+    RECONCILE_RUNS.labels(outcome=outcome).inc()
+    if outcome != "incomplete":
+        RECONCILE_LAST_COMPLETE.set_to_current_time()
+
+
+def set_open_findings(counts: Mapping[str, int], kinds: Iterable[str] = ()) -> None:
+    """Publish the open findings by kind; every kind in ``kinds`` not in ``counts`` is 0."""
+    for kind in {*kinds, *counts}:
+        RECONCILE_FINDINGS.labels(kind=kind).set(counts.get(kind, 0))
+
+
+async def findings_gauge_loop(
+    count: Callable[[], Awaitable[Mapping[str, int]]],
+    kinds: Iterable[str],
+    stop: asyncio.Event,
+    *,
+    interval: float = 60.0,
+) -> None:
+    """Refresh ``escrow_reconcile_findings`` from ``count()`` every ``interval`` seconds."""
+    names = list(kinds)
+    while not stop.is_set():
+        try:
+            set_open_findings(await count(), names)
+        except Exception as exc:  # the store may be down; the next round tries again
+            log.warning("findings_gauge_failed", error_type=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
 def record_cotpay_call(endpoint: str, code: str) -> None:
     COTPAY_CALLS.labels(endpoint=endpoint, code=code).inc()
 
@@ -196,6 +245,8 @@ def _status_of(result: Any) -> str | None:
 
 class _WorkflowMetrics(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        if workflow.info().workflow_type == RECONCILE_WORKFLOW_TYPE:  # not an order
+            return await self.next.execute_workflow(input)
         try:
             result = await self.next.execute_workflow(input)
         except FailureError:

@@ -63,12 +63,18 @@ def url_host(url: str) -> str | None:
     return urlsplit(url if "://" in url else f"//{url}").hostname
 
 
+def is_production(env: str) -> bool:
+    """``ESCROW_ENV`` names production (any case, spaces ignored): the one meaning of the
+    setting for fail-closed startup and for the outbound rules of webhooks."""
+    return env.strip().lower() == PRODUCTION
+
+
 def production_reasons(
     env: str, *, bind_hosts: Iterable[str | None] = (), public_url: str | None = None
 ) -> list[str]:
     """Why production checks apply to this process ([] in development)."""
     reasons: list[str] = []
-    if env.strip().lower() == PRODUCTION:
+    if is_production(env):
         reasons.append("ESCROW_ENV=production")
     for host in bind_hosts:
         if host is not None and not is_loopback(host):

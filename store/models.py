@@ -355,6 +355,7 @@ class FindingKind(StrEnum):
     PAID_AND_REFUNDED = "paid_and_refunded"
     PAST_DEADLINE = "past_deadline"  # HELD, DELIVERED or PAYING_OUT past its deadline
     LEDGER_MISMATCH = "ledger_mismatch"  # Cotpay's ledger disagrees with the store
+    MISSING_IN_STORE = "missing_in_store"  # a running workflow the store has no row for
 
     @property
     def stranded(self) -> bool:

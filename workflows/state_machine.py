@@ -56,6 +56,7 @@ from cotpay.payout_window import earliest_payout, next_payout_slot
 from workflows import rules
 from workflows.calls import CREATION_STEPS, FATAL_AT_CREATE, Failure
 from workflows.models import (
+    TERMINAL_STATUSES,
     Attention,
     CancelRequest,
     DeliveryConfirmation,
@@ -78,6 +79,20 @@ MAX_TOO_EARLY = 10
 AFTER_CLOSE = (
     "a HOLDING IPN after this reaches only the gateway log (ipn.after_close): check Cotpay"
 )
+# What each step says it waits for (``waitingFor``, the current details); the gateway and the
+# CLI translate these texts (starter/i18n.py), so change them together.
+CREATING_LINE = "Creating the order on Cotpay"
+PAYMENT_LINE = "Waiting for buyer payment"
+LINGER_LINE = "{status}; watching for a late payment"
+HELD_LINE = "Money held; waiting for delivery confirmation"
+DELIVERED_LINE = "Delivered; waiting for the payout slot"
+SLOT_LINE = "Waiting for the payout slot"
+PAYING_LINE = "Paying out to the seller"
+PAID_LINE = "Paid out; waiting for Cotpay's confirmation"
+RETURN_CALL_LINE = "Requesting a return"
+RETURN_WAIT_LINE = "Waiting for the seller to decide the return"
+ATTENTION_LINE = "Needs an operator: {reason}"
+FINISHED_LINE = "Finished: {status}{note}"
 
 ShopMessage = DeliveryConfirmation | DisputeRequest | CancelRequest | OperatorAction
 
@@ -177,6 +192,9 @@ class OrderRecord:
     cancel_requested: bool = False
     deadline_override: datetime | None = None
     finish_note: str = ""
+    # The payout instant the DELIVERED step is about to set, shown by ``view`` meanwhile (an
+    # update's answer); kept apart from ``payout_not_before`` so no upsert carries it early.
+    announced_payout: datetime | None = None
     # Where effects go: the workflow's handler, or ``effects`` when None (unit tests).
     on_effect: Callable[[Effect], None] | None = field(default=None, repr=False, compare=False)
     effects: list[Effect] = field(default_factory=list, repr=False, compare=False)
@@ -234,7 +252,7 @@ class OrderRecord:
             payment=self.payment,
             held_at=self.held_at,
             delivered_at=self.delivered_at,
-            payout_not_before=self.payout_not_before,
+            payout_not_before=self.announced_payout or self.payout_not_before,
             paid_out_at=self.paid_out_at,
             refunded_at=self.refunded_at,
             attention=self.attention,
@@ -285,11 +303,13 @@ class OrderRecord:
             self.attention = None
         self.status = status
         self.status_since = now
+        self.announced_payout = None
         self.event(now, "status", detail)
         self._search_update()
 
     def _set_payout_not_before(self, moment: datetime) -> None:
         self.payout_not_before = moment
+        self.announced_payout = None
         self._search_update()
 
     def _needs_attention(
@@ -324,7 +344,10 @@ class OrderRecord:
         self.event(now, "activity_failed", failure.reason, failure_data(failure))
 
     def finished(self) -> None:
-        self._show(f"Finished: {self.status.value}{self.finish_note}")
+        self._show(self._finished_line())
+
+    def _finished_line(self) -> str:
+        return FINISHED_LINE.format(status=self.status.value, note=self.finish_note)
 
     # --- the Cotpay calls' arguments ----------------------------------------------------------
 
@@ -386,7 +409,7 @@ class OrderRecord:
     # with 10500 may mean the buyer exists by now: check once more); create-order; verify-order.
 
     def creating(self) -> None:
-        self._show("Creating the order on Cotpay", self.status_since)
+        self._show(CREATING_LINE, self.status_since)
 
     @property
     def needs_cotpay_order(self) -> bool:
@@ -446,12 +469,15 @@ class OrderRecord:
     # --- AWAITING_PAYMENT --------------------------------------------------------------------
 
     def payment_wait(self) -> Wait:
-        until = self.deadline_override or self.status_since + self.inp.timers.payment_window
+        until = self._payment_until()
         self.deadline_override = None
-        self._show("Waiting for buyer payment", self.status_since, until)
+        self._show(PAYMENT_LINE, self.status_since, until)
         return Wait(
             lambda: self.holding_at is not None or self.status is not S.AWAITING_PAYMENT, until
         )
+
+    def _payment_until(self) -> datetime:
+        return self.deadline_override or self.status_since + self.inp.timers.payment_window
 
     def payment_wait_over(self, now: datetime) -> None:
         if self.status is not S.AWAITING_PAYMENT:
@@ -469,7 +495,7 @@ class OrderRecord:
         if self.cotpay_order_id is None:
             return None
         until = self.status_since + self.inp.timers.grace_period
-        self._show(f"{self.status.value}; watching for a late payment", self.status_since, until)
+        self._show(LINGER_LINE.format(status=self.status.value), self.status_since, until)
         return Wait(lambda: self.holding_at is not None, until)
 
     def linger_over(self, now: datetime) -> bool:
@@ -488,10 +514,14 @@ class OrderRecord:
 
     def held_wait(self) -> Wait:
         assert self.held_at is not None
-        until = self.deadline_override or self.held_at + self.inp.timers.delivery_deadline
+        until = self._held_until()
         self.deadline_override = None
-        self._show("Money held; waiting for delivery confirmation", self.status_since, until)
+        self._show(HELD_LINE, self.status_since, until)
         return Wait(self._left(S.HELD), until)
+
+    def _held_until(self) -> datetime:
+        assert self.held_at is not None
+        return self.deadline_override or self.held_at + self.inp.timers.delivery_deadline
 
     def held_wait_over(self, now: datetime) -> None:
         """The delivery deadline passed: release automatically, or ask an operator."""
@@ -510,16 +540,19 @@ class OrderRecord:
     # --- DELIVERED -----------------------------------------------------------------------------
 
     def delivered_wait(self) -> Wait:
+        not_before = self._delivered_payout()
+        self._set_payout_not_before(not_before)
+        self._show(DELIVERED_LINE, self.status_since, not_before)
+        return Wait(self._left(S.DELIVERED), not_before)
+
+    def _delivered_payout(self) -> datetime:
         assert self.held_at is not None
-        not_before = earliest_payout(
+        return earliest_payout(
             self.held_at,
             rule=self.inp.payout_rule,
             delivered_at=self.delivered_at,
             inspection_period=self.inp.timers.inspection_period,
         )
-        self._set_payout_not_before(not_before)
-        self._show("Delivered; waiting for the payout slot", self.status_since, not_before)
-        return Wait(self._left(S.DELIVERED), not_before)
 
     def delivered_wait_over(self, now: datetime) -> None:
         if self.status is S.DELIVERED:
@@ -538,7 +571,7 @@ class OrderRecord:
         not_before = self.payout_not_before
         if not_before is None or now >= not_before:
             return None
-        self._show("Waiting for the payout slot", now, not_before)
+        self._show(SLOT_LINE, now, not_before)
         return Wait(self._left(S.PAYING_OUT), not_before)
 
     def payout_call(self, now: datetime) -> OrderCallInput:
@@ -549,7 +582,7 @@ class OrderRecord:
         self.payout_called_at = now
         if self.payout_outcome != "PAID_OUT":
             self.payout_outcome = None
-        self._show("Paying out to the seller", now)
+        self._show(PAYING_LINE, now)
         return self.order_call()
 
     def payout_succeeded(self, now: datetime) -> None:
@@ -574,7 +607,7 @@ class OrderRecord:
 
     def paid_out_wait(self) -> Wait:
         until = self.status_since + self.inp.timers.grace_period
-        self._show("Paid out; waiting for Cotpay's confirmation", self.status_since, until)
+        self._show(PAID_LINE, self.status_since, until)
         return Wait(lambda: self.payout_outcome is not None, until)
 
     def paid_out_wait_over(self, now: datetime) -> bool:
@@ -598,7 +631,7 @@ class OrderRecord:
         self.return_live = True
         if self.return_outcome != "REFUNDED":
             self.return_outcome = None
-        self._show("Requesting a return", now)
+        self._show(RETURN_CALL_LINE, now)
         return self.order_call()
 
     def return_call_failed(self, now: datetime, failure: Failure) -> None:
@@ -612,10 +645,14 @@ class OrderRecord:
 
     def return_wait(self) -> Wait:
         assert self.return_requested_at is not None
-        until = self.deadline_override or self.return_requested_at + self.inp.timers.return_window
+        until = self._return_until()
         self.deadline_override = None
-        self._show("Waiting for the seller to decide the return", self.return_requested_at, until)
+        self._show(RETURN_WAIT_LINE, self.return_requested_at, until)
         return Wait(lambda: self.return_outcome is not None, until)
+
+    def _return_until(self) -> datetime:
+        assert self.return_requested_at is not None
+        return self.deadline_override or self.return_requested_at + self.inp.timers.return_window
 
     def return_wait_over(self, now: datetime) -> None:
         if self.return_outcome == "REFUNDED":
@@ -631,11 +668,13 @@ class OrderRecord:
     # --- NEEDS_ATTENTION -----------------------------------------------------------------------
 
     def attention_wait(self) -> Wait:
-        reason = self.attention.reason if self.attention else "unknown"
-        self._show(f"Needs an operator: {reason}", self.status_since)
+        self._show(self._attention_line(), self.status_since)
         return Wait(
             lambda: self.status is not S.NEEDS_ATTENTION or self.late_outcome() is not None, None
         )
+
+    def _attention_line(self) -> str:
+        return ATTENTION_LINE.format(reason=self.attention.reason if self.attention else "unknown")
 
     def attention_wait_over(self, now: datetime) -> bool:
         """True: finished, a REFUNDED or PAID_OUT IPN arrived while waiting for an operator."""
@@ -691,6 +730,49 @@ class OrderRecord:
             self.cancel(now, msg)
         else:
             self.operator_action(now, msg)
+        self.announce(now)
+
+    def announce(self, now: datetime) -> None:
+        """Show what the step of the current status will show first, before it runs.
+
+        A message changes the status inside its handler; the run loop's step for the new status
+        runs after the handler returned. So that an update's answer already says what a status
+        read says a moment later (``waitingFor`` and its deadline, and entering DELIVERED the
+        payout instant), this computes the step's first line with the step's own functions. It
+        emits nothing: the step still upserts the search attributes and sets the current
+        details when it runs, so the workflow's commands do not change."""
+        s = self.status
+        since: datetime | None = self.status_since
+        until: datetime | None = None
+        if s is S.CREATING:
+            line = CREATING_LINE
+        elif s is S.AWAITING_PAYMENT:
+            line, until = PAYMENT_LINE, self._payment_until()
+        elif s is S.HELD and self.held_at is not None:
+            line, until = HELD_LINE, self._held_until()
+        elif s is S.DELIVERED and self.held_at is not None:
+            line, until = DELIVERED_LINE, self._delivered_payout()
+            self.announced_payout = until
+        elif s is S.PAYING_OUT:
+            not_before = self.payout_not_before
+            waits = not_before is not None and now < not_before
+            line, since, until = (SLOT_LINE, now, not_before) if waits else (PAYING_LINE, now, None)
+        elif s is S.PAID_OUT:
+            line, until = PAID_LINE, self.status_since + self.inp.timers.grace_period
+        elif s is S.RETURN_REQUESTED and self.needs_return_call:
+            line, since = RETURN_CALL_LINE, now
+        elif s is S.RETURN_REQUESTED and self.return_requested_at is not None:
+            line, since, until = RETURN_WAIT_LINE, self.return_requested_at, self._return_until()
+        elif s is S.NEEDS_ATTENTION:
+            line = self._attention_line()
+        elif s in (S.EXPIRED, S.CANCELLED) and self.cotpay_order_id is not None:
+            line = LINGER_LINE.format(status=s.value)
+            until = self.status_since + self.inp.timers.grace_period
+        elif s in TERMINAL_STATUSES:
+            line, since = self._finished_line(), None
+        else:  # a state the record cannot reach from a message: keep the line as it is
+            return
+        self.waiting_for = details_line(line, since, until) if since is not None else line
 
     def confirm_delivery(self, now: datetime, msg: DeliveryConfirmation) -> None:
         """Accepted in HELD (or NEEDS_ATTENTION after the delivery deadline): DELIVERED. The

@@ -24,12 +24,12 @@ from runtime.safety import UnsafeConfiguration, check_gateway
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
-from starter.gateway.auth import InvalidKeySpec, parse_env_keys
+from starter.gateway.auth import parse_env_keys
 from starter.gateway.ratelimit import RateLimitSettings
 from starter.gateway.server import serve_gateway
 from store.access import AccessStore
 from store.api import OrderStore
-from store.errors import StoreUnavailable
+from store.errors import StoreError
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -60,25 +60,26 @@ async def _connect(settings: TemporalConfig, timeout_s: float) -> Client:
 
 
 async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
-    access = AccessStore.open()
+    # One database handle for the app: orders, webhooks, API keys and the audit trail.
+    store = OrderStore.open()
     try:
-        await _prepare_store(access)
-        await _serve_with_client(args, escrow, access)
+        await _prepare_store(store)
+        await _serve_with_client(args, escrow, store)
     finally:
-        await access.close()
+        await store.close()
         await release_client()
         shutdown_tracing()
 
 
-async def _prepare_store(access: AccessStore) -> None:
-    """API keys and the audit trail live in the order store: SQLite creates or upgrades its
-    schema here; PostgreSQL must be at this release's revision (``SchemaBehind`` refuses)."""
-    revision = await OrderStore(access.db).ensure_schema()
-    log.info("gateway.key_store", database=access.db.url, revision=revision)
+async def _prepare_store(store: OrderStore) -> None:
+    """Orders, API keys and the audit trail live in the order store: SQLite creates or upgrades
+    its schema here; PostgreSQL must be at this release's revision (``SchemaBehind`` refuses)."""
+    revision = await store.ensure_schema()
+    log.info("gateway.store", database=store.db.url, revision=revision)
 
 
 async def _serve_with_client(
-    args: argparse.Namespace, escrow: EscrowSettings, access: AccessStore
+    args: argparse.Namespace, escrow: EscrowSettings, store: OrderStore
 ) -> None:
     temporal = TemporalConfig.from_env()
     client = await _connect(temporal, args.connect_timeout)
@@ -100,7 +101,8 @@ async def _serve_with_client(
         host=host,
         port=port,
         task_queue=temporal.task_queue,
-        access=access,
+        store=store,
+        access=AccessStore(store.db),
     )
 
 
@@ -120,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(_serve(args, escrow))
-    except (RuntimeError, CodecError, TemporalConfigError, StoreUnavailable, InvalidKeySpec) as exc:
+    except (RuntimeError, CodecError, TemporalConfigError, StoreError) as exc:
         log.error("gateway.failed", error=str(exc)[:300])
         return 1
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from cotpay.models import PayMethod
 from runtime.settings import EscrowSettings
 from starter.cli.actions import run_action
-from starter.cli.output import dump, fail, json_flag, render_view
+from starter.cli.output import dump, fail, json_flag, render_view, with_code
 from starter.client import CreateOrderBody, EscrowClient, StartResult
 from workflows.models import (
     CancelRequest,
@@ -28,13 +28,34 @@ from workflows.models import (
 )
 
 
+def start_failure(result: StartResult) -> tuple[str, str] | None:
+    """A start whose order failed at once: its error code and reason, as the gateway's 422
+    (``cotpay_refused`` with Cotpay's code, else ``order_failed``); None when it did not fail."""
+    view = result.view
+    if view.status != EscrowStatus.FAILED:
+        return None
+    reason = (result.payment.error if result.payment else None) or view.attention
+    if reason is None:
+        return "order_failed", "the order could not be created"
+    code = "cotpay_refused" if reason.code is not None else "order_failed"
+    return code, with_code(reason.reason, reason.code)
+
+
 def render_start(result: StartResult) -> str:
+    failure = start_failure(result)
+    if failure is not None:
+        code, reason = failure
+        return f"Failed [{code}]: {reason}\n{render_view(result.view)}"
     head = "Created" if result.created else "Already exists"
     return f"{head}.\n{render_view(result.view)}"
 
 
 def start_json(result: StartResult) -> Any:
-    return {"created": result.created, "order": dump(result.view)}
+    document: dict[str, Any] = {"created": result.created, "order": dump(result.view)}
+    failure = start_failure(result)
+    if failure is not None:
+        document["error"], document["message"] = failure
+    return document
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -20,6 +24,53 @@ from pydantic import BaseModel
 from workflows.models import OrderView
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
+PROGRAM = "cotpay-escrow"
+
+
+DEFAULT_UI = "http://127.0.0.1:8233"
+
+
+def ui_list_url(query: str, *, ui: str | None = None, namespace: str | None = None) -> str:
+    """The Temporal UI's workflow list filtered by a visibility ``query`` (docs/runbook.md);
+    the UI from ``TEMPORAL_UI_URL`` (default the embedded one), the namespace from
+    ``TEMPORAL_NAMESPACE``."""
+    base = (ui or os.environ.get("TEMPORAL_UI_URL") or DEFAULT_UI).rstrip("/")
+    space = namespace or os.environ.get("TEMPORAL_NAMESPACE") or "default"
+    return f"{base}/namespaces/{quote(space, safe='')}/workflows?query={quote(query, safe='')}"
+
+
+def command_name() -> str:
+    """How to call this CLI from the current directory, as docs/cli.md says: ``cotpay-escrow``
+    when that is the one on PATH (an activated venv), else the script's path, e.g.
+    ``.venv/bin/cotpay-escrow`` (relative when it is below the current directory)."""
+    script = Path(sys.prefix) / "bin" / PROGRAM
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m starter.cli"
+    on_path = shutil.which(PROGRAM)
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return PROGRAM
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+_GROUPS: dict[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+
+
+def command_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The subcommands of the group ``name`` (``cotpay-escrow ops ...``), made by the first
+    module that asks (with its ``help``/``description``), so that several command modules can
+    add commands to one group without importing each other."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, **kwargs)
+        _GROUPS[parser] = parser.add_subparsers(
+            dest=f"{name}_command", metavar="ACTION", required=True
+        )
+    return _GROUPS[parser]
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +114,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def with_code(reason: str, code: int | None) -> str:
+    """The reason with Cotpay's code, unless the reason already names it (``... (10900): ...``)."""
+    if code is None or f"({code})" in reason:
+        return reason
+    return f"{reason} (Cotpay code {code})"
+
+
 def render_view(view: OrderView) -> str:
     pairs: list[tuple[str, str]] = [
         ("Order", f"{view.order_ref}  (workflow {view.workflow_id})"),
@@ -82,10 +140,8 @@ def render_view(view: OrderView) -> str:
     if view.payment:
         pairs.append(("Payment", view.payment))
     if view.attention:
-        code = f" (Cotpay code {view.attention.code})" if view.attention.code else ""
-        pairs.append(
-            ("Attention", f"{view.attention.reason}{code} since {when(view.attention.since)}")
-        )
+        reason = with_code(view.attention.reason, view.attention.code)
+        pairs.append(("Attention", f"{reason} since {when(view.attention.since)}"))
     width = max(len(k) for k, _ in pairs)
     lines = [f"{k.ljust(width)}  {v}" for k, v in pairs]
     if view.timeline:

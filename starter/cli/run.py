@@ -20,12 +20,15 @@ from pathlib import Path
 import structlog
 
 from cotpay.logs import configure_logging
+from starter.cli.output import command_name, ui_list_url
 from starter.stack import Stack, StackPlan, busy_ports, local_stack, plan_stack, prepare
+from store.db import safe_url
 from workflows.models import PayoutRule
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_API_KEY = "dev-api-key"
+DEFAULT_TEMPORAL = "127.0.0.1:7233"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,25 +111,30 @@ def banner(plan: StackPlan) -> str:
         lines.append(f"  Cotpay sandbox   {plan.sandbox_url}  (payout rule {plan.payout_rule})")
     else:
         lines.append(f"  Cotpay           {plan.external_cotpay} (no sandbox started)")
+    cli = command_name()
     if plan.external_temporal is None and plan.ui_port is not None:
-        lines.append(
-            '  Stuck orders     EscrowStatus="NEEDS_ATTENTION" in the UI, '
-            "or: cotpay-escrow ops list --status NEEDS_ATTENTION"
+        stuck = ui_list_url(
+            'EscrowStatus = "NEEDS_ATTENTION"',
+            ui=f"http://{plan.host}:{plan.ui_port}",
+            namespace=plan.namespace,
         )
+        lines.append(f"  Stuck orders     {stuck}")
+        lines.append(f"                   or: {cli} ops list --status NEEDS_ATTENTION")
     lines.append(f"  Data             {plan.data_dir}")
+    lines.append(f"  Order store      {safe_url(plan.env['ESCROW_DATABASE_URL'])}")
     if plan.codec_server:
         lines.append(f"  Codec server     {plan.codec_url}  (the UI decrypts payloads through it)")
     if plan.encrypted:
         ring = plan.env.get("ESCROW_CODEC_KEYS_FILE")
         lines.append(f"  Payloads         encrypted, key ring {ring or 'from ESCROW_CODEC_KEYS'}")
-        if plan.codec_keys_file is not None:
-            lines.append(
-                "  Other terminals  export ESCROW_CODEC_KEYS_FILE="
-                f"{plan.codec_keys_file}  (for `cotpay-escrow order`/`ops`)"
-            )
     elif plan.external_temporal is None:
         lines.append("  Payloads         not encrypted (--plain-payloads)")
-    demo = "cotpay-escrow demo"
+    exports = cli_environment(plan)
+    if exports:
+        assignments = " ".join(f"{key}={value}" for key, value in exports.items())
+        lines.append(f"  Other terminals  export {assignments}")
+        lines.append(f"                   (then `{cli} order` and `{cli} ops` use this stack)")
+    demo = f"{cli} demo"
     if plan.gateway_port != 8000:
         demo += f" --gateway-url {plan.gateway_url}"
     if plan.external_cotpay is None and plan.sandbox_port != 8090:
@@ -135,6 +143,25 @@ def banner(plan: StackPlan) -> str:
         demo += f" --ui-url http://{plan.host}:{plan.ui_port}"
     lines += ["", f"Try:  {demo}", ""]
     return "\n".join(lines)
+
+
+def cli_environment(plan: StackPlan) -> dict[str, str]:
+    """What ``order`` and ``ops`` in another terminal need to act like this stack's gateway:
+    the generated payload key ring, the payout rule of new orders when it is not the default,
+    and Temporal's address and namespace when they are not the defaults (docs/running.md).
+
+    The CLI reads none of this from the data dir by itself, so that a CLI pointed at a
+    production cluster never picks up a development key or rule."""
+    env: dict[str, str] = {}
+    if plan.codec_keys_file is not None:
+        env["ESCROW_CODEC_KEYS_FILE"] = str(plan.codec_keys_file)
+    if plan.payout_rule != PayoutRule.T1_1600.value:
+        env["ESCROW_PAYOUT_RULE"] = plan.payout_rule
+    if plan.external_temporal is None and plan.temporal_address != DEFAULT_TEMPORAL:
+        env["TEMPORAL_ADDRESS"] = plan.temporal_address
+    if plan.namespace != "default":
+        env["TEMPORAL_NAMESPACE"] = plan.namespace
+    return env
 
 
 async def _start(plan: StackPlan, stack: Stack) -> None:

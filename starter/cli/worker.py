@@ -1,6 +1,6 @@
 """``cotpay-escrow worker``: run the Temporal worker (settings from the environment).
 
-The only module of the service that imports ``worker.py`` (docs/architecture-starter.md).
+The only module of the service that imports ``worker.py`` (docs/architecture.md).
 """
 
 from __future__ import annotations

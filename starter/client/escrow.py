@@ -343,6 +343,20 @@ class EscrowClient:
         async with _reachable():
             return await self._get(order_ref, merchant)
 
+    async def exists(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> bool:
+        """Whether Temporal still has the order's workflow, running or closed (until the
+        namespace retention deletes it). Raises ``TemporalUnavailable``."""
+        try:
+            async with _reachable():
+                await self._handle(order_ref, merchant).describe(rpc_timeout=self._rpc_timeout)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            if _unavailable(err):
+                raise TemporalUnavailable("Temporal is unreachable") from err
+            raise
+        return True
+
     async def _get(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> OrderView:
         try:
             view = await asyncio.wait_for(

@@ -1,8 +1,9 @@
 """Every error the gateway answers is JSON ``{"error": "<stable code>", "message": "..."}``.
 
 The codes and their HTTP statuses are listed in docs/http-api.md: client errors map by type
-(``STATUS_FOR``), validation errors to 422 ``invalid_request`` with the fields, anything
-unexpected to 500 ``internal_error`` (logged by type only).
+(``STATUS_FOR``), validation errors to 422 ``invalid_request`` with the fields, the order store's
+refused queries to 422 with the store's code (``store.errors.InvalidQuery.code``) and its outages
+to 503 ``store_unavailable``, anything unexpected to 500 ``internal_error`` (logged by type only).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starter.client import (
     VisibilityUnavailable,
 )
 from starter.gateway.models import ErrorBody
+from store.errors import InvalidQuery, StoreUnavailable
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -83,6 +85,19 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidState) and exc.view is not None:
             extra["status"] = exc.view.status.value
         return error_response(STATUS_FOR.get(type(exc), 500), exc.code, exc.message, **extra)
+
+    @app.exception_handler(InvalidQuery)
+    async def _invalid_query(_request: Request, exc: InvalidQuery) -> JSONResponse:
+        fields = [{"field": exc.field, "problem": exc.message, "type": exc.code}]
+        return error_response(422, exc.code, exc.message, fields=fields if exc.field else None)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The database URL and driver message go to the log, not to the caller.
+        log.error("gateway.store_unavailable", error=str(exc)[:300])
+        return error_response(
+            503, "store_unavailable", "the order store (database) is unavailable; retry later"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,8 @@
 ``cotpay-escrow run`` and the environment (docs/running.md).
 
 Wiring: the worker and gateway get ``TEMPORAL_ADDRESS``, the sandbox's ``credentials.env``
-(``COTPAY_*``), and ``ESCROW_PUBLIC_URL`` = the gateway, so the sandbox's IPNs reach it.
+(``COTPAY_*``), ``ESCROW_PUBLIC_URL`` = the gateway, so the sandbox's IPNs reach it, and one
+order store, ``ESCROW_DATABASE_URL`` (default: ``<data-dir>/escrow.db``, docs/store.md).
 A ``COTPAY_BASE_URL`` other than the local sandbox means production (or another) Cotpay: no
 sandbox is started and ``COTPAY_*`` pass through. Likewise a ``TEMPORAL_ADDRESS`` other than the
 local dev server means an existing Temporal: no dev server is started.
@@ -150,6 +151,9 @@ def plan_stack(
             "ESCROW_GATEWAY_HOST": plan.host,
             "ESCROW_GATEWAY_PORT": str(plan.gateway_port),
             "ESCROW_PAYOUT_RULE": plan.payout_rule,
+            # The order store (webhooks and orders) of this stack: beside its other data.
+            "ESCROW_DATABASE_URL": environ.get("ESCROW_DATABASE_URL")
+            or f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}",
         }
     )
     # One metrics port per process: the gateway's comes from ``metrics_port`` (local.py); the

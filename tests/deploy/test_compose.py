@@ -28,8 +28,8 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-BUILT = {"worker", "gateway", "codec-server", "sandbox"}
-ONE_SHOT = {"temporal-schema", "temporal-setup"}
+BUILT = {"worker", "gateway", "codec-server", "sandbox", "migrate"}
+ONE_SHOT = {"temporal-schema", "temporal-setup", "escrow-db", "migrate"}
 SECRET_NAMES = re.compile(r"(PASSWORD|PWD|TOKEN|SECRET|API_KEYS?|_KEYS)$")
 
 
@@ -193,6 +193,8 @@ def test_depends_on_uses_conditions() -> None:
         "temporal-setup": ("temporal", "service_healthy"),
         "worker": ("temporal-setup", "service_completed_successfully"),
         "gateway": ("temporal-setup", "service_completed_successfully"),
+        "escrow-db": ("postgresql", "service_healthy"),
+        "migrate": ("escrow-db", "service_completed_successfully"),
     }
     for name, (dependency, condition) in expected.items():
         assert services()[name]["depends_on"][dependency]["condition"] == condition
@@ -239,7 +241,8 @@ def test_cli_accepts_the_compose_flags(service: str) -> None:
 
     args = build_parser().parse_args(services()[service]["command"][1:])
     assert callable(args.func)
-    assert args.host == "0.0.0.0"
+    if service not in ONE_SHOT:
+        assert args.host == "0.0.0.0"
 
 
 def test_python_services_run_their_script() -> None:
@@ -330,3 +333,43 @@ def test_dockerfile_is_slim_non_root_and_pinned() -> None:
     assert all(
         re.fullmatch(r"[\w.-]+==[\w.+-]+", line) for line in lock.splitlines() if "==" in line
     )
+
+
+def test_the_order_store_is_migrated_before_the_services_start() -> None:
+    migrate = services()["migrate"]
+    assert migrate["command"] == ["cotpay-escrow", "db", "upgrade"]
+    assert migrate["depends_on"] == {"escrow-db": {"condition": "service_completed_successfully"}}
+    assert migrate["secrets"] == [] and migrate["volumes"] == []
+    for name in ONE_SHOT:
+        assert services()[name]["restart"] not in ("always", "unless-stopped"), name
+    for name in ("worker", "gateway"):
+        assert services()[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    text, missing = interpolate(COMPOSE.read_text(), env_example())
+    assert missing == []
+    doc: dict[str, Any] = yaml.safe_load(text)
+    urls = {
+        name: doc["services"][name]["environment"]["ESCROW_DATABASE_URL"]
+        for name in ("migrate", "worker", "gateway")
+    }
+    password = env_example()["ESCROW_DB_PASSWORD"]
+    assert set(urls.values()) == {
+        f"postgresql+asyncpg://escrow:{password}@postgresql:5432/escrow"
+    }, "the job migrates the database the services use"
+    setup = doc["services"]["escrow-db"]
+    assert setup["environment"]["ESCROW_DB_PASSWORD"] == password
+    assert setup["environment"]["PGHOST"] == "postgresql"
+    assert setup["image"] == doc["services"]["postgresql"]["image"], "psql of the same release"
+    script = ROOT / "deploy" / "postgres" / "create-escrow-db.sh"
+    assert setup["volumes"] == [f"./{script.relative_to(ROOT)}:/scripts/create-escrow-db.sh:ro"]
+    assert "CREATE DATABASE" in script.read_text()
+
+
+def test_the_migrate_job_runs_the_store_upgrade() -> None:
+    from starter.cli import build_parser
+    from starter.cli.db import _upgrade
+
+    args = build_parser().parse_args(services()["migrate"]["command"][1:])
+    assert args.func is _upgrade
+    assert args.revision == "head"

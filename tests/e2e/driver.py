@@ -4,7 +4,10 @@
 the gateway served by uvicorn in this event loop on a free loopback port, the worker in-process
 (``worker.run_worker``) or as ``python -m worker``, and optionally the Temporal dev server, each
 killable and restartable by name. ``E2EStack`` holds what a test drives: the HTTP API with its
-key, the sandbox admin API, a Temporal client and the parts.
+key, the sandbox admin API, a Temporal client, the order store and the parts.
+
+The order store is ``ESCROW_DATABASE_URL`` (a session file, ``tests/conftest.py``) unless a
+stack is given its own ``database_url``; a worker process gets the same URL.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from sandbox.testing import RunningSandbox
 from starter.client import EscrowClient
 from starter.gateway.server import running_gateway
 from starter.stack import DevServer, InProcessPart, Part, ProcessPart, Stack
+from store.api import OrderStore
+from store.settings import StoreSettings
 from worker import run_worker
 
 API_KEY = "e2e-api-key"
@@ -114,6 +119,7 @@ class E2EStack:
     http: httpx.AsyncClient
     sandbox: RunningSandbox
     temporal: Client
+    store: OrderStore
 
     def part(self, name: str) -> Part:
         return self.parts.part(name)
@@ -243,6 +249,7 @@ async def e2e_stack(
     payout_rule: str = "immediate",
     log_dir: Path | None = None,
     worker_extra_env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[E2EStack]:
     """A gateway and (unless ``worker=None``) a worker on ``temporal``'s namespace.
 
@@ -252,6 +259,9 @@ async def e2e_stack(
     """
     cotpay = sandbox.cotpay_settings()
     connected: list[Client] = [client] if client is not None else []
+    database_url = database_url or StoreSettings().database_url
+    store = OrderStore.open(database_url)
+    await store.ensure_schema()
 
     async def temporal_client() -> Client:
         if not connected:
@@ -260,10 +270,9 @@ async def e2e_stack(
 
     @asynccontextmanager
     async def gateway_serving() -> AsyncIterator[str]:
-        settings = escrow_settings(
-            "http://127.0.0.1:9", payout_rule=payout_rule
-        )  # unused, loopback
-        async with running_gateway(await temporal_client(), settings, cotpay) as url:
+        # unused, but loopback: a public URL elsewhere would be production (docs/security.md)
+        settings = escrow_settings("http://127.0.0.1:9", payout_rule=payout_rule)
+        async with running_gateway(await temporal_client(), settings, cotpay, store=store) as url:
             yield url
 
     gateway = InProcessPart("gateway", gateway_serving)
@@ -284,12 +293,14 @@ async def e2e_stack(
                 [sys.executable, "-m", "worker"],
                 env=lambda: {
                     **worker_env(temporal, cotpay, worker_settings()),
+                    "ESCROW_DATABASE_URL": database_url,
                     **(worker_extra_env or {}),
                 },
                 log_file=log_dir / "worker.log" if log_dir is not None else None,
             )
         )
     async with (
+        store,
         Stack(parts, stop_grace=20) as running,
         httpx.AsyncClient(
             base_url=gateway.value, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30.0
@@ -301,4 +312,5 @@ async def e2e_stack(
             http=http,
             sandbox=sandbox,
             temporal=await temporal_client(),
+            store=store,
         )

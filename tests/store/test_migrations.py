@@ -51,7 +51,14 @@ async def test_from_empty_to_head(databases: Databases) -> None:
     assert await migrate.current(url) is None
     assert await migrate.upgrade(url) == migrate.head_revision() == HEAD
     assert await migrate.current(url) == HEAD
-    assert {"orders", "order_events", "findings"} <= await _tables(url)
+    assert {
+        "orders",
+        "order_events",
+        "findings",
+        "webhook_endpoints",
+        "webhook_events",
+        "webhook_deliveries",
+    } <= await _tables(url)
     assert {"merchants", "api_keys", "audit_events"} <= await _tables(url)
     assert await _schema_diff(url) == []
     # Upgrading again is a no-op.
@@ -79,12 +86,12 @@ async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -
         assert [o.order_ref for o in page.orders] == ["up-1"]
 
 
-async def test_upgrade_from_0002_adds_access_tables_and_keeps_orders(databases: Databases) -> None:
+async def test_upgrade_from_0003_adds_access_tables_and_keeps_orders(databases: Databases) -> None:
     from store.access import AccessStore, Actor
     from store.access_models import Role
 
     url = await databases.new()
-    assert await migrate.upgrade(url, "0002") == "0002"
+    assert await migrate.upgrade(url, "0003") == "0003"
     assert "api_keys" not in await _tables(url)
     async with OrderStore.open(url) as old:
         await old.record(OrderWrite.from_view(full_view("up-2"), created_at=T0))
@@ -97,9 +104,9 @@ async def test_upgrade_from_0002_adds_access_tables_and_keeps_orders(databases: 
             merchant="default", role=Role.viewer, name="after-upgrade", by=Actor("test")
         )
         assert await access.authenticate(created.key) is not None
-    assert await migrate.downgrade(url, "0002") == "0002"
+    assert await migrate.downgrade(url, "0003") == "0003"
     assert "api_keys" not in await _tables(url)
-    assert "orders" in await _tables(url)
+    assert {"orders", "webhook_endpoints"} <= await _tables(url)
 
 
 async def test_downgrade_to_base_and_back(databases: Databases) -> None:
@@ -107,6 +114,7 @@ async def test_downgrade_to_base_and_back(databases: Databases) -> None:
     await migrate.upgrade(url)
     assert await migrate.downgrade(url, "0001") == "0001"
     assert "findings" not in await _tables(url)
+    assert "webhook_deliveries" not in await _tables(url)
     assert await migrate.downgrade(url, "base") is None
     assert not ({"orders", "order_events"} & await _tables(url))
     assert await migrate.upgrade(url) == HEAD
@@ -188,5 +196,5 @@ async def test_ensure_schema(databases: Databases) -> None:
             assert await fresh.ensure_schema() == HEAD
         await fresh.ping()
     assert migrate.is_behind(None) and migrate.is_behind("0001")
-    assert migrate.is_behind("0002")
+    assert migrate.is_behind("0002") and migrate.is_behind("0003")
     assert not migrate.is_behind(HEAD) and not migrate.is_behind("9999_from_a_later_release")

@@ -30,6 +30,11 @@ def _next_vn(now: datetime, at: time) -> datetime:
     return candidate
 
 
+async def _skip_to_vn(env: WorkflowEnvironment, at: time) -> None:
+    """Move the test server's clock to the next ``at`` in Vietnam (a minute or more ahead)."""
+    await _skip_to(env, _next_vn(await env.get_current_time(), at))
+
+
 @pytest.mark.parametrize("hold_at", [time(23, 30), time(0, 30)])
 async def test_payout_waits_for_16_00_on_t_plus_1(
     env: WorkflowEnvironment,
@@ -37,10 +42,15 @@ async def test_payout_waits_for_16_00_on_t_plus_1(
     fake: FakeCotpay,
     session: Session,
 ) -> None:
+    # Start at noon in Vietnam, whatever the server's clock says: the next 23:30 or 00:30 is
+    # then 11.5 or 12.5 h ahead, always within the 24 h payment window. (Started at, say, 23:29,
+    # the next 23:30 was a day later and the order EXPIRED first.)
+    await _skip_to_vn(env, time(12, 0))
     order = await start(session)
     await order.until(S.AWAITING_PAYMENT)
     hold = _next_vn(await env.get_current_time(), hold_at)
     # The payment window is 24 h; hold within it.
+    assert hold - await env.get_current_time() < timedelta(hours=13)
     await _skip_to(env, hold)
     held = await order.hold(time=hold)
     assert held.held_at == hold

@@ -4,7 +4,10 @@ The URL's HMAC signature is checked before anything else (403), then the body is
 sealed (``starter/gateway/ipn.py``, 400), then the order's workflow is signalled: 200 only once
 Temporal has the signal, 404 for an unknown order, 503 while Temporal is down (Cotpay retries).
 An IPN for an order whose workflow has finished is acknowledged (``recorded``) and logged; when
-Cotpay says money is held, as an error an operator must act on (docs/runbook.md).
+Cotpay says money is held, as an error an operator must act on (docs/runbook.md), and, with the
+order store, also as an ``ipn_after_close`` money event and an open finding
+(``starter/gateway/stranded.py``). While the store is down such an IPN gets 503, so that Cotpay
+retries it rather than the only trace being a log line (docs/reconciliation.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from starter.gateway.deps import Context, GatewayContext, order_context
 from starter.gateway.errors import ApiError
 from starter.gateway.ipn import IpnRejected, read_ipn
 from starter.gateway.models import ErrorBody, IpnAck
+from starter.gateway.stranded import record_stranded_ipn
+from store.api import OrderStore
+from store.errors import StoreUnavailable
 from workflows.models import DEFAULT_MERCHANT, MERCHANT_PATTERN, IpnSignal
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -78,7 +84,7 @@ async def ipn(
             log.warning("ipn.rejected", error=exc.code)
             raise ApiError(exc.status, exc.code, exc.message) from exc
         signal = IpnSignal(step=IpnStep(step), body=body, received_at=datetime.now(UTC))
-        return await _signal(context.orders, order_ref, signal, owner)
+        return await _signal(context.orders, order_ref, signal, owner, context.store)
 
 
 async def _ipn_key(context: GatewayContext, merchant: str) -> rsa.RSAPrivateKey | None:
@@ -95,7 +101,11 @@ async def _ipn_key(context: GatewayContext, merchant: str) -> rsa.RSAPrivateKey 
 
 
 async def _signal(
-    orders: EscrowClient, order_ref: str, signal: IpnSignal, merchant: str
+    orders: EscrowClient,
+    order_ref: str,
+    signal: IpnSignal,
+    merchant: str,
+    store: OrderStore | None = None,
 ) -> JSONResponse:
     body = signal.body
     fields = {
@@ -117,6 +127,8 @@ async def _signal(
                 transaction_id=body.transactionId,
                 action="reconcile with Cotpay: request a return or pay out by hand",
             )
+            if store is not None:
+                await _keep_stranded(store, order_ref, signal)
         else:
             log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
         return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
@@ -126,3 +138,16 @@ async def _signal(
         raise
     log.info("ipn.signalled", **fields)
     return JSONResponse(IpnAck().model_dump(mode="json"))
+
+
+async def _keep_stranded(store: OrderStore, order_ref: str, signal: IpnSignal) -> None:
+    """The money event and the open finding; 503 while the store is down (Cotpay retries)."""
+    try:
+        finding = await record_stranded_ipn(store, order_ref, signal)
+    except StoreUnavailable as exc:
+        record_ipn_rejected("store_unavailable")
+        log.error("ipn.after_close.store_unavailable", error=str(exc)[:200])
+        raise ApiError(
+            503, "store_unavailable", "the order store is unavailable: retry the IPN later"
+        ) from exc
+    log.warning("ipn.after_close.finding", finding=finding.id, kind=finding.kind.value)

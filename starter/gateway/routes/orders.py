@@ -1,26 +1,25 @@
-"""``/v1/orders``: start, list and read orders; the shop's messages (delivered, dispute, cancel).
+"""``/v1/orders``: start orders; the shop's messages (delivered, dispute, cancel).
 
 Every route acts on the orders of the caller's merchant (``who.merchant``): another merchant's
 order is not found, exactly like one that does not exist (docs/security.md).
 
 Each route calls one ``EscrowClient`` method; its typed errors become JSON errors in
-``starter/gateway/errors.py`` (docs/http-api.md).
+``starter/gateway/errors.py`` (docs/http-api.md). Reads are in ``routes/reads.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from runtime.metrics import record_order_started
-from starter.client import COTPAY_ID_PATTERN, CreateOrderBody, OrderSummary, StartResult
-from starter.gateway.auth import Shop, Viewer
-from starter.gateway.deps import OrderRefPath, Orders, Settings, order_context
+from starter.client import CreateOrderBody, StartResult
+from starter.gateway.auth import Shop
+from starter.gateway.deps import OrderRefPath, Orders, Settings, Store, order_context
 from starter.gateway.errors import ApiError
 from starter.gateway.models import view_response
+from starter.gateway.reads import check_ref_unused
 from workflows.models import (
     CancelRequest,
     DeliveryConfirmation,
@@ -57,10 +56,11 @@ def _refusal(result: StartResult) -> ApiError | None:
     responses={200: {"model": OrderView, "description": "the order already existed"}},
 )
 async def create_order(
-    body: CreateOrderBody, orders: Orders, escrow: Settings, who: Shop
+    body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store, who: Shop
 ) -> JSONResponse:
     """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
     with order_context(body.order_ref):
+        await check_ref_unused(body.order_ref, store, orders, who.merchant)
         # The order belongs to the key's merchant: its workflow id, its Cotpay account.
         order = body.to_input(escrow).model_copy(update={"merchant": who.merchant})
         result = await orders.start_order(order, compare=body.compared_fields())
@@ -78,28 +78,6 @@ async def create_order(
     response = view_response(result.view, 201 if result.created else 200)
     response.headers["location"] = f"/v1/orders/{body.order_ref}"
     return response
-
-
-@router.get("/orders", response_model=dict[str, list[OrderSummary]])
-async def list_orders(
-    orders: Orders,
-    who: Viewer,
-    status: EscrowStatus | None = None,
-    seller_id: Annotated[str | None, Query(alias="sellerId", pattern=COTPAY_ID_PATTERN)] = None,
-    buyer_id: Annotated[str | None, Query(alias="buyerId", pattern=COTPAY_ID_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> JSONResponse:
-    """Orders by ``EscrowStatus``, seller or buyer, from Temporal visibility."""
-    rows = await orders.list_orders(
-        status, seller_id=seller_id, buyer_id=buyer_id, limit=limit, merchant=who.merchant
-    )
-    return JSONResponse({"orders": [row.model_dump(mode="json") for row in rows]})
-
-
-@router.get("/orders/{order_ref}", response_model=OrderView)
-async def get_order(order_ref: OrderRefPath, orders: Orders, who: Viewer) -> JSONResponse:
-    with order_context(order_ref):
-        return view_response(await orders.get_order(order_ref, who.merchant))
 
 
 @router.post("/orders/{order_ref}/delivered", response_model=OrderView)

@@ -1,10 +1,10 @@
 """merchants (Cotpay accounts), api_keys (hashed, with roles), audit_events
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02
 
-Independent of the webhook tables: at merge it may be re-chained onto 0003 without changes.
+Independent of the webhook tables (0003); written on 0002, re-chained onto 0003 at the merge.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

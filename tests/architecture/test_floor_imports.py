@@ -42,7 +42,9 @@ def test_the_protocol_floor_and_the_sandbox_import_no_service_code(
         assert project_packages(path) <= allowed, path.name
 
 
-@pytest.mark.parametrize("module", ["state_machine", "rules", "calls", "models", "summary"])
+@pytest.mark.parametrize(
+    "module", ["state_machine", "rules", "calls", "models", "summary", "reconcile_checks"]
+)
 def test_the_state_machine_is_plain_code(module: str) -> None:
     names = imported(ROOT / "workflows" / f"{module}.py")
     assert not {n for n in names if n.startswith("temporalio.workflow")}, module
