@@ -26,11 +26,20 @@ async def test_docs_only_when_enabled_and_metrics_never(
     escrow = escrow_settings.model_copy(update={"docs": docs})
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
     async with gateway_client(backend.client, escrow, cotpay, orders) as http:
-        for path in ("/openapi.json", "/docs", "/redoc"):
+        for path in ("/openapi.json", "/docs", "/docs/static/swagger-ui-bundle.js"):
             assert (await http.get(path)).status_code == (200 if docs else 404), path
+        # ReDoc would load from a CDN: never served (tests/gateway/test_docs.py).
+        assert (await http.get("/redoc")).status_code == 404
         assert (await http.get("/metrics")).status_code == 404
         assert (await http.get("/healthz")).status_code == 200
 
 
 def test_docs_are_off_by_default() -> None:
+    assert EscrowSettings().docs is False
+
+
+def test_escrow_api_docs_is_another_name_for_escrow_docs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESCROW_API_DOCS", "true")
+    assert EscrowSettings().docs is True
+    monkeypatch.setenv("ESCROW_DOCS", "false")  # the documented name wins
     assert EscrowSettings().docs is False
