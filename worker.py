@@ -31,12 +31,14 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.cotpay_activities import CotpayActivities
+from activities.cotpay_activities import ClientFor, CotpayActivities
 from activities.reconcile_activities import ReconcileActivities, ReconcileLimits
 from activities.store_activities import StoreActivities
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
+from runtime.codec import CodecSettings
+from runtime.merchants import MerchantClients, MerchantDirectory
 from runtime.metrics import (
     EscrowMetricsInterceptor,
     MetricsSettings,
@@ -45,9 +47,11 @@ from runtime.metrics import (
     temporal_runtime,
 )
 from runtime.reconcile import ReconcileSettings, ensure_schedule
+from runtime.safety import UnsafeConfiguration, check_worker
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from store.access import AccessStore
 from store.api import OrderStore
 from store.db import safe_url
 from store.errors import SchemaBehind, StoreUnavailable
@@ -100,11 +104,15 @@ def build_worker(
     ipn_secret: SecretStr,
     graceful_shutdown: timedelta,
     reconcile: ReconcileActivities | None = None,
+    client_for: ClientFor | None = None,
 ) -> Worker:
     """The escrow worker: the workflow, one activity per Cotpay endpoint, the store's write,
     metrics and log context; with ``reconcile``, also the daily reconciliation
-    (docs/reconciliation.md)."""
-    activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
+    (docs/reconciliation.md). ``client_for``: the Cotpay client of a merchant other than the
+    default one."""
+    activities = CotpayActivities(
+        cotpay_client, public_url=public_url, ipn_secret=ipn_secret, client_for=client_for
+    )
     workflows: list[type] = [EscrowOrderWorkflow]
     registered: list[Any] = [*activities.all(), *StoreActivities(store).all()]
     if reconcile is not None:
@@ -171,7 +179,10 @@ async def run_worker(
     store: StoreSettings | None = None,
 ) -> None:
     """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one).
-    ``store``: the order store's settings (default: from ``ESCROW_DATABASE_*``)."""
+    ``store``: the order store's settings (default: from ``ESCROW_DATABASE_*``).
+
+    Refuses (``UnsafeConfiguration``) development secrets in production (runtime/safety.py)."""
+    check_worker(escrow, cotpay.access_token.get_secret_value())
     check_timeouts(cotpay)
     stop = stop or asyncio.Event()
     metrics = MetricsSettings()
@@ -197,6 +208,12 @@ async def run_worker(
             ledger_url=reconciling.ledger_url(cotpay.base_url),
             on_run=record_reconcile_run,
         )
+        # Orders of other merchants call Cotpay with their own credentials
+        # (runtime/merchants.py), read from the same store.
+        directory = MerchantDirectory(
+            AccessStore(order_store.db), default=cotpay, ring=CodecSettings().key_ring()
+        )
+        merchants = MerchantClients(cotpay_client, directory)
         worker = build_worker(
             client,
             cotpay_client,
@@ -206,6 +223,7 @@ async def run_worker(
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
             reconcile=reconcile,
+            client_for=merchants.client,
         )
         dispatcher = webhook_dispatcher()
         dispatching: asyncio.Task[None] | None = None
@@ -230,6 +248,7 @@ async def run_worker(
                 if dispatching is not None:
                     await dispatching
                 await dispatcher.db.close()
+            await merchants.aclose()
     shutdown_tracing()
     log.info("worker.stopped")
 
@@ -258,7 +277,11 @@ def main(argv: Sequence[str] = ()) -> int:
     configure_logging(EscrowSettings().log_format)
     # The workflow id and order context travel as fields (cotpay.logs.record_context).
     workflow.logger.workflow_info_on_message = False
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnsafeConfiguration as exc:
+        log.error("worker.unsafe_configuration", error=str(exc))
+        return 1
     return 0
 
 

@@ -30,15 +30,17 @@ Why retrying the calls that move money is safe (retry policies live in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from pydantic import SecretStr, ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import application_error, invalid_request
 from activities.models import (
+    DEFAULT_MERCHANT,
     CallResult,
     CreateOrderInput,
     CreateOrderResult,
@@ -72,14 +74,51 @@ T = TypeVar("T")
 log = structlog.get_logger("activities.cotpay")
 
 
+ClientFor = Callable[[str], Awaitable["CotpayClient"]]
+
+
 class CotpayActivities:
-    def __init__(self, client: CotpayClient, *, public_url: str, ipn_secret: SecretStr) -> None:
+    def __init__(
+        self,
+        client: CotpayClient,
+        *,
+        public_url: str,
+        ipn_secret: SecretStr,
+        client_for: ClientFor | None = None,
+    ) -> None:
+        """``client``: the default merchant's; ``client_for(merchant)``: another merchant's
+        (``runtime.merchants.MerchantClients.client``)."""
         self._client = client
         self._public_url = public_url
         self._ipn_secret = ipn_secret
+        self._client_for = client_for
 
-    def _ipn(self, order_ref: str, step: IpnStep) -> str:
-        return ipn_url(self._public_url, self._ipn_secret.get_secret_value(), order_ref, step)
+    async def _cotpay(self, merchant: str) -> CotpayClient:
+        """The Cotpay client of the order's merchant; a merchant that cannot be used is a
+        retryable ``MerchantUnavailable`` (an operator may fix its credentials meanwhile)."""
+        if merchant == DEFAULT_MERCHANT:
+            return self._client
+        if self._client_for is None:
+            raise ApplicationError(
+                f"merchant {merchant!r}: this worker has no merchant directory",
+                type="MerchantUnavailable",
+            )
+        try:
+            return await self._client_for(merchant)
+        except Exception as exc:
+            log.warning("cotpay.merchant_unavailable", merchant=merchant, error=str(exc)[:300])
+            raise ApplicationError(
+                f"merchant {merchant!r}: {str(exc)[:300]}", type="MerchantUnavailable"
+            ) from None
+
+    def _ipn(self, order_ref: str, step: IpnStep, merchant: str = DEFAULT_MERCHANT) -> str:
+        return ipn_url(
+            self._public_url,
+            self._ipn_secret.get_secret_value(),
+            order_ref,
+            step,
+            None if merchant == DEFAULT_MERCHANT else merchant,
+        )
 
     async def _call(self, endpoint: str, order_ref: str, call: Awaitable[T]) -> T:
         info = activity.info()
@@ -98,7 +137,7 @@ class CotpayActivities:
             "idOrder": inp.id_order,
             "partnerId": inp.seller_id,
             "buyerId": inp.buyer_id,
-            "ipnUrl": self._ipn(inp.order_ref, step),
+            "ipnUrl": self._ipn(inp.order_ref, step, inp.merchant),
         }
 
     @staticmethod
@@ -113,7 +152,8 @@ class CotpayActivities:
         request = self._request(
             "customerID", CustomerIdRequest, partnerId=inp.seller_id, buyerId=inp.buyer_id
         )
-        answer = await self._call("customerID", inp.order_ref, self._client.customer_id(request))
+        cotpay = await self._cotpay(inp.merchant)
+        answer = await self._call("customerID", inp.order_ref, cotpay.customer_id(request))
         return CallResult(code=answer.code, message=answer.message)
 
     @activity.defn(name="cotpay.sign_up")
@@ -126,7 +166,8 @@ class CotpayActivities:
             phone=inp.phone,
             agentId=inp.agent_id,
         )
-        answer = await self._call("sign-up", inp.order_ref, self._client.sign_up(request))
+        cotpay = await self._cotpay(inp.merchant)
+        answer = await self._call("sign-up", inp.order_ref, cotpay.sign_up(request))
         return _data_result(answer)
 
     @activity.defn(name="cotpay.create_order")
@@ -139,11 +180,12 @@ class CotpayActivities:
             amount=inp.amount,
             desc=inp.description,
             agentId=inp.agent_id,
-            ipnUrl=self._ipn(inp.order_ref, IpnStep.CREATE),
+            ipnUrl=self._ipn(inp.order_ref, IpnStep.CREATE, inp.merchant),
             orderCode=inp.order_ref,
         )
+        cotpay = await self._cotpay(inp.merchant)
         try:
-            answer = await self._client.create_order(request)
+            answer = await cotpay.create_order(request)
         except OrderCodeExists as exc:
             existing = exc.data.get("order")
             ours_before = activity.info().attempt > 1 or inp.earlier_call_unanswered
@@ -177,7 +219,8 @@ class CotpayActivities:
             payMethod=inp.pay_method,
             **self._order_fields(inp, IpnStep.VERIFY),
         )
-        answer = await self._call("verify-order", inp.order_ref, self._client.verify_order(request))
+        cotpay = await self._cotpay(inp.merchant)
+        answer = await self._call("verify-order", inp.order_ref, cotpay.verify_order(request))
         return _data_result(answer)
 
     @activity.defn(name="cotpay.payment")
@@ -185,7 +228,8 @@ class CotpayActivities:
         request = self._request(
             "payment", PaymentRequest, **self._order_fields(inp, IpnStep.PAYMENT)
         )
-        answer = await self._call("payment", inp.order_ref, self._client.payment(request))
+        cotpay = await self._cotpay(inp.merchant)
+        answer = await self._call("payment", inp.order_ref, cotpay.payment(request))
         return _data_result(answer)
 
     @activity.defn(name="cotpay.return_request")
@@ -193,9 +237,8 @@ class CotpayActivities:
         request = self._request(
             "return-request", ReturnRequest, **self._order_fields(inp, IpnStep.RETURN)
         )
-        answer = await self._call(
-            "return-request", inp.order_ref, self._client.return_request(request)
-        )
+        cotpay = await self._cotpay(inp.merchant)
+        answer = await self._call("return-request", inp.order_ref, cotpay.return_request(request))
         return _data_result(answer)
 
     def all(self) -> list[Any]:

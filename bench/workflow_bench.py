@@ -42,6 +42,7 @@ from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
+from starter.gateway.ratelimit import RateLimitSettings
 from starter.gateway.server import running_gateway
 from starter.stack import DevServer, InProcessPart, Stack
 from store.api import OrderStore
@@ -107,11 +108,17 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
     @asynccontextmanager
     async def gateway_serving() -> AsyncIterator[str]:
         clients.append(await connect(temporal))
-        settings = _escrow_settings("http://unused.invalid", ipn_secret)
+        settings = _escrow_settings("http://127.0.0.1:9", ipn_secret)  # unused, loopback
+        # A benchmark measures the engine, not the gateway's rate limits (docs/security.md).
+        unlimited = RateLimitSettings(source="off", key="off", ipn="off", ipn_forged="off")
         async with (
             OrderStore.open(f"sqlite+aiosqlite:///{root / 'escrow.db'}") as store,
             running_gateway(
-                clients[0], settings, sandbox.value.cotpay_settings(), store=store
+                clients[0],
+                settings,
+                sandbox.value.cotpay_settings(),
+                store=store,
+                rate_limits=unlimited,
             ) as url,
         ):
             yield url

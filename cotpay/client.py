@@ -97,9 +97,12 @@ class CotpayClient:
         settings: CotpaySettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
+        """``envelope``: keys already loaded (a merchant whose keys are not files); by default
+        the envelope of ``settings`` (``envelope_for``)."""
         self._settings = settings
-        self._envelope = envelope_for(settings)
+        self._envelope = envelope if envelope is not None else envelope_for(settings)
         self._token = settings.access_token.get_secret_value()
         self._http = httpx.AsyncClient(
             base_url=settings.base_url,

@@ -8,6 +8,11 @@ Unknown statuses are kept as they are (never dropped) and unknown extra fields a
 
 Each order gets one URL per step, signed so that a forged callback is refused:
 ``{public_url}/ipn/{orderRef}/{step}?sig=base64url(HMAC-SHA256(secret, "{orderRef}:{step}"))``.
+
+With several merchants, an order of merchant ``m`` (any but the deployment's first) gets
+``{public_url}/ipn/{orderRef}/{step}?m={m}&sig=base64url(HMAC-SHA256(merchant_secret(secret, m),
+"{m}:{orderRef}:{step}"))``: the signature covers the merchant, so one merchant's URL cannot be
+turned into another's, and each merchant has its own key derived from the one secret.
 """
 
 from __future__ import annotations
@@ -86,19 +91,42 @@ def parse_ipn(payload: Any) -> IpnBody:
         raise IpnParseError(str(exc.errors(include_url=False, include_input=False))) from exc
 
 
-def ipn_signature(secret: str, order_ref: str, step: str) -> str:
-    mac = hmac.new(secret.encode(), f"{order_ref}:{step}".encode(), hashlib.sha256).digest()
+def merchant_secret(secret: str, merchant: str) -> str:
+    """The IPN key of one merchant, derived from the deployment's secret."""
+    label = f"cotpay-escrow/ipn/merchant/{merchant}".encode()
+    return hmac.new(secret.encode(), label, hashlib.sha256).hexdigest()
+
+
+def ipn_signature(secret: str, order_ref: str, step: str, merchant: str | None = None) -> str:
+    """``merchant=None``: the single-merchant signature (every URL handed out before merchants
+    existed keeps verifying)."""
+    if merchant is None:
+        key, message = secret, f"{order_ref}:{step}"
+    else:
+        key, message = merchant_secret(secret, merchant), f"{merchant}:{order_ref}:{step}"
+    mac = hmac.new(key.encode(), message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
 
-def verify_ipn_signature(secret: str, order_ref: str, step: str, sig: str) -> bool:
-    return hmac.compare_digest(ipn_signature(secret, order_ref, step), sig or "")
+def verify_ipn_signature(
+    secret: str, order_ref: str, step: str, sig: str, merchant: str | None = None
+) -> bool:
+    expected = ipn_signature(secret, order_ref, step, merchant).encode("ascii")
+    # bytes: compare_digest refuses str with non-ASCII characters; a garbled sig is just wrong.
+    return hmac.compare_digest(expected, (sig or "").encode("utf-8", "surrogatepass"))
 
 
-def ipn_url(public_url: str, secret: str, order_ref: str, step: IpnStep | str) -> str:
+def ipn_url(
+    public_url: str,
+    secret: str,
+    order_ref: str,
+    step: IpnStep | str,
+    merchant: str | None = None,
+) -> str:
     step_value = step.value if isinstance(step, IpnStep) else step
-    sig = ipn_signature(secret, order_ref, step_value)
-    url = f"{public_url.rstrip('/')}/ipn/{quote(order_ref, safe='')}/{step_value}?sig={sig}"
+    sig = ipn_signature(secret, order_ref, step_value, merchant)
+    query = f"m={quote(merchant, safe='')}&sig={sig}" if merchant is not None else f"sig={sig}"
+    url = f"{public_url.rstrip('/')}/ipn/{quote(order_ref, safe='')}/{step_value}?{query}"
     if len(url) > MAX_IPN_URL:
         raise ValueError(f"IPN URL is {len(url)} characters; Cotpay accepts {MAX_IPN_URL}")
     return url

@@ -65,6 +65,9 @@ IPN_AFTER_CLOSE = prometheus_client.Counter(
     "IPNs for orders whose workflow had finished (HOLDING or PAYOUT_FAILED: money may be stranded)",
     ["status"],
 )
+RATE_LIMITED = prometheus_client.Counter(
+    "escrow_rate_limited", "Gateway requests refused with 429, by bucket", ["bucket"]
+)
 COTPAY_CALLS = prometheus_client.Counter(
     "escrow_cotpay_calls", "Calls to Cotpay by endpoint and answer code", ["endpoint", "code"]
 )
@@ -159,6 +162,11 @@ def record_ipn_rejected(reason: str) -> None:
 
 def record_ipn_after_close(status: str) -> None:
     IPN_AFTER_CLOSE.labels(status=status).inc()
+
+
+def record_rate_limited(bucket: str) -> None:
+    """``bucket``: ``source``, ``key``, ``ipn`` or ``ipn_forged`` (starter/gateway/ratelimit.py)."""
+    RATE_LIMITED.labels(bucket=bucket).inc()
 
 
 def record_reconcile_run(outcome: str) -> None:

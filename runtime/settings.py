@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.models import PayoutRule
@@ -29,8 +29,18 @@ class EscrowSettings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_format: str = "console"
-    # Swagger UI at /docs (files of the fastapi-offline package, no CDN); off in production.
-    api_docs: bool = True
+    # Fail closed (runtime/safety.py, docs/security.md): "production" refuses development
+    # defaults; a non-loopback bind or public URL does the same whatever this says.
+    env: str = "development"
+    # /docs (Swagger UI from the fastapi-offline package, no CDN) and /openapi.json of the
+    # gateway: off unless enabled (``cotpay-escrow run`` enables them on loopback).
+    # ``ESCROW_API_DOCS`` is accepted as another name for ``ESCROW_DOCS`` (which wins).
+    docs: bool = Field(
+        default=False, validation_alias=AliasChoices("ESCROW_DOCS", "ESCROW_API_DOCS", "docs")
+    )
+    # How long the gateway trusts a store API key it has checked (a revocation takes effect
+    # within this time; docs/security.md).
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

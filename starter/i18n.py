@@ -42,6 +42,8 @@ _SLOTS: dict[str, str] = {
     "action": r"[a-z]+",
     "ref": r"'[^']*'",
     "amount": r"[\d,]+",
+    "role": r"[a-z]+",
+    "bucket": r"[a-z_]+",
     "since": r"\d{4}-\d\d-\d\d \d\d:\d\d ICT",
     "until": r"\d{4}-\d\d-\d\d \d\d:\d\d ICT",
 }
@@ -535,6 +537,28 @@ _ERRORS: dict[str, tuple[Entry, ...]] = {
             "error.unauthorized",
             "missing or wrong API key (Authorization: Bearer <key>)",
             "thiếu hoặc sai API key (Authorization: Bearer <key>)",
+        ),
+        _e("error.unauthorized_short", "missing or wrong API key", "thiếu hoặc sai API key"),
+    ),
+    "forbidden": (
+        _e(
+            "error.forbidden",
+            "this route needs a {role} key",
+            "đường dẫn này cần một API key quyền {role}",
+        ),
+    ),
+    "no_access_rule": (
+        _e(
+            "error.no_access_rule",
+            "this route declares no access rule",
+            "đường dẫn này chưa khai báo quy tắc truy cập",
+        ),
+    ),
+    "rate_limited": (
+        _e(
+            "error.rate_limited",
+            "too many requests ({bucket}); retry in {n} s",
+            "quá nhiều yêu cầu ({bucket}); hãy thử lại sau {n} giây",
         ),
     ),
     "body_too_large": (

@@ -27,6 +27,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "head"
 # pg_advisory_xact_lock key: the migrations of this service, whatever the database.
 _LOCK_KEY = 0x636F7470_6179  # "cotpay"
+# How long an upgrade on SQLite waits for another process's upgrade (its write lock) to finish:
+# every revision of the chain may run in between, on a busy machine too.
+SQLITE_LOCK_WAIT_S = 60.0
 
 
 def alembic_config() -> Config:
@@ -48,8 +51,11 @@ def _url(url: str | URL | None) -> URL:
 def _engine(url: URL) -> AsyncEngine:
     """An engine for migrations: no pool; on SQLite, transactions start ``BEGIN IMMEDIATE``
     (SQLite's DDL is transactional, but the driver's own BEGIN comes too late for it)."""
-    engine = Database.from_url(url, pooled=False).engine
-    if url.drivername.startswith("sqlite"):
+    sqlite = url.drivername.startswith("sqlite")
+    engine = Database.from_url(
+        url, pooled=False, timeout=SQLITE_LOCK_WAIT_S if sqlite else 5.0
+    ).engine
+    if sqlite:
         sync = engine.sync_engine
 
         @event.listens_for(sync, "connect")

@@ -213,3 +213,57 @@ webhook_deliveries = Table(
     Index(None, "endpoint_id", "order_ref", "seq"),
     Index(None, "endpoint_id", "created_at"),
 )
+
+# --- revision 0004: merchants, API keys and the audit trail (docs/security.md)
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("app_id", String(128), nullable=False, server_default=text("''")),
+    Column("base_url", String(512), nullable=False, server_default=text("''")),
+    Column("envelope", String(16), nullable=False, server_default=text("'encrypted'")),
+    # Secrets (access token, merchant private key, Cotpay public key) sealed with the codec key
+    # ring (store/merchants.py); or references to files instead.
+    Column("sealed_credentials", Text),
+    Column("access_token_file", Text),
+    Column("private_key_file", Text),
+    Column("public_key_file", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    Column("merchant", String(32), ForeignKey("merchants.name"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False, server_default=text("''")),
+    Column("last_used_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Column("replaces", String(32)),
+    Index(None, "merchant"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("key_id", String(32)),
+    Column("merchant", String(32)),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False, server_default=text("''")),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+    Column("data", JSON),
+    Index(None, "time"),
+    Index(None, "merchant", "time"),
+    Index(None, "action", "time"),
+)

@@ -86,6 +86,12 @@ class WebhookService:
             box=SecretBox(CodecSettings().key_ring()),
         )
 
+    @classmethod
+    def over(cls, db: Database, settings: WebhookSettings | None = None) -> Self:
+        """Over an open database (the gateway's order store: one connection pool per app),
+        secrets sealed with ``ESCROW_CODEC_KEYS``. Closing the database is the caller's."""
+        return cls(db, settings or WebhookSettings(), box=SecretBox(CodecSettings().key_ring()))
+
     async def close(self) -> None:
         await self.db.close()
 

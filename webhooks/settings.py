@@ -10,6 +10,8 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.safety import is_production
+
 
 class WebhookSettings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -66,7 +68,8 @@ class WebhookSettings(BaseSettings):
 
     @property
     def production(self) -> bool:
-        return self.env.strip().lower() == "production"
+        """The same reading of ``ESCROW_ENV`` as fail-closed startup (runtime/safety.py)."""
+        return is_production(self.env)
 
     @property
     def private_targets_allowed(self) -> bool:

@@ -104,7 +104,7 @@ class EscrowOrderWorkflow:
         # store; every order started after it writes from its first event.
         self._store: StoreOutbox | None = None
         if workflow.patched(ORDER_STORE_PATCH):
-            self._store = StoreOutbox(created_at=workflow.now())
+            self._store = StoreOutbox(created_at=workflow.now(), merchant=inp.merchant)
         self._store_writer: asyncio.Task[None] | None = None
 
     @workflow.run

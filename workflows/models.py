@@ -20,14 +20,38 @@ from cotpay.payout_window import PayoutRule as PayoutRule  # re-exported: the or
 
 TASK_QUEUE = "cotpay-escrow"
 WORKFLOW_TYPE = "EscrowOrderWorkflow"
+# The merchant of a single-merchant deployment: today's COTPAY_* (docs/security.md, Merchants).
+DEFAULT_MERCHANT = "default"
+MERCHANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
 OrderRef = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 ]
+MerchantName = Annotated[str, StringConstraints(pattern=MERCHANT_PATTERN)]
 
 
-def workflow_id_for(order_ref: str) -> str:
-    return f"escrow-{order_ref}"
+def workflow_id_for(order_ref: str, merchant: str = DEFAULT_MERCHANT) -> str:
+    """``escrow-<orderRef>`` for the default merchant (as always), ``escrow:<merchant>:<ref>``
+    for the others: two merchants may use the same orderRef, and no id of one can be another's
+    (``:`` is in neither an orderRef nor a merchant name)."""
+    if merchant == DEFAULT_MERCHANT:
+        return f"escrow-{order_ref}"
+    return f"escrow:{merchant}:{order_ref}"
+
+
+def workflow_id_prefix(merchant: str = DEFAULT_MERCHANT) -> str:
+    """What every workflow id of ``merchant`` starts with (visibility: ``STARTS_WITH``)."""
+    return workflow_id_for("", merchant)
+
+
+def _is_default(merchant: str) -> bool:
+    return merchant == DEFAULT_MERCHANT
+
+
+def merchant_field() -> Any:
+    """An optional ``merchant`` that is left out of the payload for the default merchant, so
+    inputs of the default merchant are byte for byte what they were (replay, older workers)."""
+    return Field(default=DEFAULT_MERCHANT, exclude_if=_is_default)
 
 
 class Model(BaseModel):
@@ -95,6 +119,8 @@ class OrderInput(Model):
     auto_release: bool = False
     # Hex salt of workflows.pseudonym (CodecSettings.search_salt_hex()); None: ids in clear.
     search_salt: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")] | None = None
+    # The Cotpay account the order belongs to; its activities call Cotpay with its credentials.
+    merchant: MerchantName = merchant_field()
 
 
 class Attention(Model):

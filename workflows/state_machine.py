@@ -285,7 +285,7 @@ class OrderRecord:
         inp = self.inp
         return OrderView(
             order_ref=inp.order_ref,
-            workflow_id=workflow_id_for(inp.order_ref),
+            workflow_id=workflow_id_for(inp.order_ref, inp.merchant),
             status=self.status,
             cotpay_order_id=self.cotpay_order_id,
             seller_id=inp.seller_id,
@@ -399,7 +399,10 @@ class OrderRecord:
     def customer_check(self) -> CustomerCheckInput:
         inp = self.inp
         return CustomerCheckInput(
-            order_ref=inp.order_ref, seller_id=inp.seller_id, buyer_id=inp.buyer_id
+            order_ref=inp.order_ref,
+            seller_id=inp.seller_id,
+            buyer_id=inp.buyer_id,
+            merchant=inp.merchant,
         )
 
     def sign_up_input(self) -> SignUpInput:
@@ -411,6 +414,7 @@ class OrderRecord:
             email=inp.buyer.email,
             phone=inp.buyer_id,
             agent_id=inp.agent_id,
+            merchant=inp.merchant,
         )
 
     def create_order_input(self) -> CreateOrderInput:
@@ -423,6 +427,7 @@ class OrderRecord:
             description=inp.description,
             agent_id=inp.agent_id,
             earlier_call_unanswered=self.create_unanswered,
+            merchant=inp.merchant,
         )
 
     def order_call(self) -> OrderCallInput:
@@ -433,10 +438,16 @@ class OrderRecord:
             id_order=self.cotpay_order_id,
             seller_id=inp.seller_id,
             buyer_id=inp.buyer_id,
+            merchant=inp.merchant,
         )
 
     def verify_order_input(self) -> VerifyOrderInput:
-        return VerifyOrderInput(**self.order_call().model_dump(), pay_method=self.inp.pay_method)
+        call = self.order_call()
+        return VerifyOrderInput(
+            **call.model_dump(exclude={"merchant"}),
+            merchant=call.merchant,
+            pay_method=self.inp.pay_method,
+        )
 
     # --- CREATING ----------------------------------------------------------------------------
     # customerID; sign-up when the buyer is unknown and a profile was given (a sign-up refused

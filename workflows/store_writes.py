@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 from activities.store_activities import StoreActivities
 from store.models import MoneyKind, OrderWrite, StoreEvent
 from workflows.calls import DEFINITE
-from workflows.models import EscrowStatus, OrderView, TimelineEvent
+from workflows.models import DEFAULT_MERCHANT, EscrowStatus, OrderView, TimelineEvent
 
 S = EscrowStatus
 
@@ -99,6 +99,7 @@ def order_write(
     created_at: datetime,
     after_seq: int,
     revision: int,
+    merchant: str = DEFAULT_MERCHANT,
     limit: int = MAX_EVENTS_PER_WRITE,
 ) -> OrderWrite:
     """The write of ``view`` for a store that holds entries ``1..after_seq``: the next entries
@@ -119,6 +120,7 @@ def order_write(
             last_tx[str(data.get("status"))] = str(data["transactionId"])
     return OrderWrite(
         order_ref=view.order_ref,
+        merchant=merchant,
         created_at=created_at,
         last_seq=end,
         revision=revision,
@@ -136,6 +138,7 @@ class StoreOutbox:
     """
 
     created_at: datetime
+    merchant: str = DEFAULT_MERCHANT
     stored_seq: int = 0
     stored_view: OrderView | None = None
     revision: int = 0
@@ -162,7 +165,11 @@ class StoreOutbox:
         self.revision += 1
         self.writing = True
         return order_write(
-            view, created_at=self.created_at, after_seq=self.stored_seq, revision=self.revision
+            view,
+            created_at=self.created_at,
+            after_seq=self.stored_seq,
+            revision=self.revision,
+            merchant=self.merchant,
         )
 
     def stored(self, write: OrderWrite) -> None:

@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.gateway",
     "starter.cli.order",
     "starter.cli.ops",
+    "starter.cli.keys",
+    "starter.cli.merchants",
     "starter.cli.orders",
     "starter.cli.db",
     "starter.cli.reconcile",

@@ -1,4 +1,5 @@
-"""Running one ``EscrowClient`` action from a command: connect, act, print, map errors.
+"""Running one ``EscrowClient`` action from a command: connect, act, print, map errors; the same
+for one action on the store of keys, merchants and the audit trail (``run_store_action``).
 
 Connects with the Temporal CLI's ``TEMPORAL_*`` configuration (``runtime/temporal.py``).
 Exit codes: 0 done, 1 refused or failed (the reason on stderr, or as JSON), 2 usage
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +18,9 @@ from runtime.codec import CodecError
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from starter.cli.output import emit, fail
 from starter.client import EscrowClient, EscrowClientError
+from store.access import AccessStore, Actor, KeyNotFound, MerchantExists, UnknownMerchant
+from store.api import OrderStore
+from store.errors import StoreUnavailable
 
 _T = TypeVar("_T")
 
@@ -50,3 +55,44 @@ def run_action(
         return fail(args, "temporal_unavailable", f"cannot reach Temporal: {exc}")
     emit(args, render(result), to_json(result))
     return exit_code(result)
+
+
+async def with_access(action: Callable[[AccessStore], Awaitable[_T]]) -> _T:
+    """Run ``action`` on the store of keys, merchants and the audit trail
+    (``ESCROW_DATABASE_URL``); SQLite gets its schema on first use (docs/store.md)."""
+    access = AccessStore.open()
+    try:
+        await OrderStore(access.db).ensure_schema()
+        return await action(access)
+    finally:
+        await access.close()
+
+
+def run_store_action(
+    args: argparse.Namespace,
+    action: Callable[[AccessStore], Awaitable[_T]],
+    render: Callable[[_T], str],
+    to_json: Callable[[_T], Any],
+) -> int:
+    """Run ``action`` against the store and print its result; store refusals exit 1."""
+    try:
+        result = asyncio.run(with_access(action))
+    except StoreUnavailable as exc:
+        return fail(args, "store_unavailable", str(exc))
+    except KeyNotFound as exc:
+        return fail(args, "key_not_found", str(exc))
+    except UnknownMerchant as exc:
+        return fail(args, "unknown_merchant", str(exc))
+    except MerchantExists as exc:
+        return fail(args, "merchant_exists", str(exc))
+    emit(args, render(result), to_json(result))
+    return 0
+
+
+def cli_actor() -> Actor:
+    """Who acts from this terminal, for the audit trail: ``cli:<login name>``."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Actor(f"cli:{login}"[:200])

@@ -14,6 +14,7 @@ import uvicorn
 from cotpay.logs import configure_logging
 from runtime.codec import CodecError, CodecSettings, EncryptionCodec, generate_key
 from runtime.codec_server import create_codec_app
+from runtime.safety import UnsafeConfiguration, check_codec_server
 from runtime.settings import EscrowSettings
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.generate_key}:{generate_key()}")
         return 0
     settings = CodecSettings()
-    configure_logging(EscrowSettings().log_format)
+    escrow = EscrowSettings()
+    configure_logging(escrow.log_format)
+    host = args.host or settings.host
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    try:
+        check_codec_server(escrow.env, host, token)
+    except UnsafeConfiguration as exc:
+        log.error("codec_server_unsafe_configuration", error=str(exc))
+        return 2
     try:
         ring = settings.key_ring()
     except (CodecError, OSError) as exc:
@@ -55,7 +64,6 @@ def main(args: argparse.Namespace) -> int:
     app = create_codec_app(
         EncryptionCodec(ring), settings.cors_origin, settings.token.get_secret_value()
     )
-    host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     log.info(
         "codec_server_starting",

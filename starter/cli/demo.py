@@ -109,8 +109,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _api_key() -> str:
+    """The first ``ESCROW_API_KEYS`` entry's key (entries are ``KEY[:ROLE[:MERCHANT]]``)."""
     keys = [k.strip() for k in os.environ.get("ESCROW_API_KEYS", "").split(",") if k.strip()]
-    return keys[0] if keys else DEFAULT_API_KEY
+    return keys[0].split(":", 1)[0] if keys else DEFAULT_API_KEY
 
 
 def _new_id() -> str:

@@ -1,8 +1,10 @@
 """``cotpay-escrow gateway [--host H] [--port P]``: the HTTP gateway (docs/http-api.md).
 
 Settings: ``TEMPORAL_*``, ``ESCROW_*`` (API keys, IPN secret, body cap, host and port defaults)
-and ``COTPAY_PRIVATE_KEY_FILE`` (opens sealed IPNs). Waits up to ``--connect-timeout`` seconds
-for Temporal at start-up, then serves until Ctrl-C.
+and ``COTPAY_PRIVATE_KEY_FILE`` (opens sealed IPNs). Refuses development secrets in production
+mode (runtime/safety.py); serves its metrics on ``ESCROW_METRICS_PORT`` when set, never on the
+public port. Waits up to ``--connect-timeout`` seconds for Temporal at start-up, then serves
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from temporalio.runtime import Runtime
 from cotpay.logs import configure_logging
 from cotpay.settings import CotpaySettings
 from runtime.codec import CodecError
-from runtime.metrics import MetricsSettings, temporal_runtime
+from runtime.metrics import MetricsSettings, start_service_metrics_server, temporal_runtime
+from runtime.safety import UnsafeConfiguration, check_gateway
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, TemporalConfigError, connect, release_client
 from runtime.tracing import configure_tracing, shutdown_tracing
+from starter.gateway.auth import parse_env_keys
+from starter.gateway.ratelimit import RateLimitSettings
 from starter.gateway.server import serve_gateway
+from store.access import AccessStore
 from store.api import OrderStore
 from store.errors import StoreError
 
@@ -54,35 +60,66 @@ async def _connect(settings: TemporalConfig, timeout_s: float) -> Client:
 
 
 async def _serve(args: argparse.Namespace, escrow: EscrowSettings) -> None:
+    # One database handle for the app: orders, webhooks, API keys and the audit trail.
+    store = OrderStore.open()
     try:
-        await _serve_with_client(args, escrow)
+        await _prepare_store(store)
+        await _serve_with_client(args, escrow, store)
     finally:
+        await store.close()
         await release_client()
         shutdown_tracing()
 
 
-async def _serve_with_client(args: argparse.Namespace, escrow: EscrowSettings) -> None:
+async def _prepare_store(store: OrderStore) -> None:
+    """Orders, API keys and the audit trail live in the order store: SQLite creates or upgrades
+    its schema here; PostgreSQL must be at this release's revision (``SchemaBehind`` refuses)."""
+    revision = await store.ensure_schema()
+    log.info("gateway.store", database=store.db.url, revision=revision)
+
+
+async def _serve_with_client(
+    args: argparse.Namespace, escrow: EscrowSettings, store: OrderStore
+) -> None:
     temporal = TemporalConfig.from_env()
     client = await _connect(temporal, args.connect_timeout)
     host = args.host or escrow.gateway_host
     port = args.port if args.port is not None else escrow.gateway_port
-    log.info("gateway.start", host=host, port=port, temporal=temporal.address)
-    async with OrderStore.open() as store:
-        await store.ensure_schema()
-        await serve_gateway(
-            client,
-            escrow,
-            CotpaySettings(),
-            host=host,
-            port=port,
-            task_queue=temporal.task_queue,
-            store=store,
-        )
+    metrics = MetricsSettings()
+    start_service_metrics_server(metrics)
+    log.info(
+        "gateway.start",
+        host=host,
+        port=port,
+        temporal=temporal.address,
+        metrics_port=metrics.metrics_port,
+    )
+    await serve_gateway(
+        client,
+        escrow,
+        CotpaySettings(),
+        host=host,
+        port=port,
+        task_queue=temporal.task_queue,
+        store=store,
+        access=AccessStore(store.db),
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     escrow = EscrowSettings()
     configure_logging(escrow.log_format)
+    try:
+        check_gateway(escrow, args.host or escrow.gateway_host)
+    except UnsafeConfiguration as exc:
+        log.error("gateway.unsafe_configuration", error=str(exc))
+        return 1
+    try:
+        parse_env_keys(escrow.api_key_list())
+        RateLimitSettings()
+    except ValueError as exc:  # InvalidKeySpec, a limit that does not parse
+        log.error("gateway.bad_configuration", error=str(exc).splitlines()[0][:300])
+        return 1
     try:
         asyncio.run(_serve(args, escrow))
     except (RuntimeError, CodecError, TemporalConfigError, StoreError) as exc:

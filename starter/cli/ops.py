@@ -1,5 +1,5 @@
-"""``cotpay-escrow ops list|retry|release|refund|report``: find and unblock stuck orders, and
-see where the money is.
+"""``cotpay-escrow ops list|retry|release|refund|report|audit``: find and unblock stuck orders,
+see where the money is, and read the audit trail (docs/security.md).
 
 ``list`` reads Temporal visibility (search attribute ``EscrowStatus``; needs a server with
 advanced visibility, e.g. the dev server or any cluster), and the reason of each stuck or failed
@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
+import sys
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
-from starter.cli.actions import run_action
+from starter.cli.actions import cli_actor, run_action, run_store_action, with_access
 from starter.cli.output import (
+    VN,
     command_group,
     dump,
     fail,
@@ -32,8 +35,10 @@ from starter.cli.output import (
 )
 from starter.cli.store_actions import database_flag, run_store, with_store
 from starter.client import EscrowClient, EscrowClientError, OrderSummary
+from store.access import AccessStore
+from store.access_models import DEFAULT_MERCHANT, AuditEvent, AuditFilter
 from store.api import OrderStore
-from store.errors import InvalidQuery
+from store.errors import InvalidQuery, StoreUnavailable
 from store.models import MoneyReport, vn_today
 from workflows.models import WORKFLOW_TYPE, EscrowStatus, OperatorAction, OrderView
 
@@ -104,24 +109,28 @@ def list_json(listed: list[Listed]) -> Any:
     return {"orders": [{**dump(item.row), "reason": item.reason} for item in listed]}
 
 
-async def _reason(client: EscrowClient, row: OrderSummary) -> str | None:
+async def _reason(
+    client: EscrowClient, row: OrderSummary, merchant: str = DEFAULT_MERCHANT
+) -> str | None:
     """The attention reason of a stuck or failed order (its ``status`` query); None when the
     order does not answer in time (e.g. no worker runs to answer a finished order's query)."""
     try:
-        view = await asyncio.wait_for(client.get_order(row.order_ref), REASON_TIMEOUT_S)
+        view = await asyncio.wait_for(client.get_order(row.order_ref, merchant), REASON_TIMEOUT_S)
     except (EscrowClientError, TimeoutError):
         return None
     return with_code(view.attention.reason, view.attention.code) if view.attention else None
 
 
-async def list_with_reasons(client: EscrowClient, rows: list[OrderSummary]) -> list[Listed]:
+async def list_with_reasons(
+    client: EscrowClient, rows: list[OrderSummary], merchant: str = DEFAULT_MERCHANT
+) -> list[Listed]:
     gate = asyncio.Semaphore(REASON_QUERIES)
 
     async def one(row: OrderSummary) -> Listed:
         if row.status not in WITH_REASON:
             return Listed(row)
         async with gate:
-            return Listed(row, await _reason(client, row))
+            return Listed(row, await _reason(client, row, merchant))
 
     return list(await asyncio.gather(*(one(row) for row in rows)))
 
@@ -131,9 +140,13 @@ def _list(args: argparse.Namespace) -> int:
 
     async def action(client: EscrowClient) -> list[Listed]:
         rows = await client.list_orders(
-            status, seller_id=args.seller, buyer_id=args.buyer, limit=args.limit
+            status,
+            seller_id=args.seller,
+            buyer_id=args.buyer,
+            limit=args.limit,
+            merchant=args.merchant,
         )
-        return await list_with_reasons(client, rows)
+        return await list_with_reasons(client, rows, args.merchant)
 
     def render(listed: list[Listed]) -> str:
         return render_list(listed, ui_query(status))
@@ -157,9 +170,78 @@ def _act(args: argparse.Namespace) -> int:
     )
 
     async def action(client: EscrowClient) -> OrderView:
-        return await client.operator_action(args.order_ref, request)
+        try:
+            view = await client.operator_action(args.order_ref, request, merchant=args.merchant)
+        except EscrowClientError as exc:
+            await _audit_action(args.order_ref, request, exc.code, args.merchant)
+            raise
+        await _audit_action(args.order_ref, request, view.status.value, args.merchant)
+        return view
 
     return run_action(args, action, render_view, dump)
+
+
+async def _audit_action(
+    order_ref: str, request: OperatorAction, outcome: str, merchant: str
+) -> None:
+    """The audit trail's line for an operator action taken from this terminal (best effort:
+    the order's own timeline records it in any case)."""
+    actor = cli_actor()
+    event = AuditEvent(
+        time=datetime.now(UTC),
+        actor=actor.name,
+        merchant=merchant,
+        action=f"order.operator.{request.action}",
+        target=order_ref,
+        data={"note": request.note, "typedOperator": request.operator, "outcome": outcome},
+    )
+    try:
+        await with_access(lambda access: access.record_audit(event))
+    except StoreUnavailable as exc:
+        print(f"warning: not written to the audit trail: {exc}", file=sys.stderr)
+
+
+def render_audit(events: list[AuditEvent]) -> str:
+    if not events:
+        return "No audit events."
+    rows = [
+        [
+            when(e.time),
+            e.actor,
+            e.merchant or "-",
+            e.action,
+            e.target or "-",
+            json.dumps(e.data, ensure_ascii=False, sort_keys=True) if e.data else "",
+        ]
+        for e in events
+    ]
+    return table(["TIME", "WHO", "MERCHANT", "ACTION", "TARGET", "DATA"], rows)
+
+
+def _since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time or date: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=VN)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    where = AuditFilter(
+        since=args.since,
+        until=args.until,
+        merchant=args.merchant,
+        action=args.action,
+        key_id=args.key_id,
+        limit=args.limit,
+    )
+
+    async def action(access: AccessStore) -> list[AuditEvent]:
+        return await access.list_audit(where)
+
+    return run_store_action(
+        args, action, render_audit, lambda events: {"events": [dump(e) for e in events]}
+    )
 
 
 def render_report(report: MoneyReport) -> str:
@@ -195,7 +277,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "ops",
         help="operators: list orders by status, retry / release / refund a stuck order, "
-        "money report",
+        "money report, audit trail",
         description="Find stuck orders (EscrowStatus) and act on them (TEMPORAL_* settings).",
     )
 
@@ -206,6 +288,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--seller", default=None, help="only this seller's orders (Cotpay id)")
     listing.add_argument("--buyer", default=None, help="only this buyer's orders (Cotpay id)")
     listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument(
+        "--merchant", default=DEFAULT_MERCHANT, help="whose orders (default: default)"
+    )
     json_flag(listing)
     listing.set_defaults(func=_list)
 
@@ -219,6 +304,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("order_ref", metavar="ORDER_REF")
         command.add_argument("--note", default="", help="why (recorded on the order)")
         command.add_argument("--operator", default="", help="who (default: login name)")
+        command.add_argument(
+            "--merchant", default=DEFAULT_MERCHANT, help="the order's merchant (default: default)"
+        )
         json_flag(command)
         command.set_defaults(func=_act, action=name)
 
@@ -229,3 +317,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     database_flag(report)
     json_flag(report)
     report.set_defaults(func=_report)
+
+    audit = commands.add_parser(
+        "audit", help="the audit trail: keys, merchants, operator actions, webhook endpoints"
+    )
+    audit.add_argument("--since", type=_since, default=None, help="from this time (ISO 8601)")
+    audit.add_argument("--until", type=_since, default=None, help="before this time")
+    audit.add_argument("--merchant", default=None)
+    audit.add_argument(
+        "--action", default=None, help="e.g. key.revoke, or a prefix ending in '.' (key.)"
+    )
+    audit.add_argument("--key-id", default=None, help="changes made with this key")
+    audit.add_argument("--limit", type=int, default=100)
+    json_flag(audit)
+    audit.set_defaults(func=_audit)

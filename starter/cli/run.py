@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--codec-port", type=int, default=8081, help="codec server for the web UI (default 8081)"
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the gateway's Prometheus metrics on this port (default: off)",
+    )
+    parser.add_argument(
         "--plain-payloads",
         action="store_true",
         help="do not encrypt payloads (default with the local dev server: a key ring generated "
@@ -77,13 +83,18 @@ def plan_from(args: argparse.Namespace, environ: dict[str, str]) -> StackPlan:
         sandbox_port=args.sandbox_port,
         gateway_port=args.gateway_port,
         codec_port=args.codec_port,
+        metrics_port=args.metrics_port,
         plain_payloads=args.plain_payloads,
     )
 
 
 def banner(plan: StackPlan) -> str:
     keys = plan.env.get("ESCROW_API_KEYS", DEFAULT_API_KEY)
-    api_key = keys if keys == DEFAULT_API_KEY else "(first of ESCROW_API_KEYS)"
+    api_key = (
+        f"{keys} (operator of merchant default)"
+        if keys == DEFAULT_API_KEY
+        else "(first of ESCROW_API_KEYS)"
+    )
     lines = ["", "cotpay-escrow is running. Ctrl-C stops everything.", ""]
     if plan.external_temporal is None:
         if plan.ui_port is not None:
@@ -91,11 +102,11 @@ def banner(plan: StackPlan) -> str:
         lines.append(f"  Temporal         {plan.temporal_address} (namespace {plan.namespace})")
     else:
         lines.append(f"  Temporal         {plan.temporal_address} (existing, not started here)")
-    lines.append(
-        f"  HTTP gateway     {plan.gateway_url}  (OpenAPI: {plan.gateway_url}/openapi.json)"
-    )
+    docs = plan.env.get("ESCROW_DOCS", "").lower() in ("1", "true", "yes", "on")
+    api_docs = f"  (OpenAPI: {plan.gateway_url}/openapi.json)" if docs else ""
+    lines.append(f"  HTTP gateway     {plan.gateway_url}{api_docs}")
     lines.append(f"  API key          {api_key}")
-    lines.append(f"  Metrics          {plan.gateway_url}/metrics")
+    lines.append(f"  Metrics          {plan.metrics_url or 'off (--metrics-port PORT)'}")
     if plan.external_cotpay is None:
         lines.append(f"  Cotpay sandbox   {plan.sandbox_url}  (payout rule {plan.payout_rule})")
     else:

@@ -11,15 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cotpay.logs import configure_logging
 from runtime.codec import CodecError
 from runtime.metrics import MetricsSettings, start_service_metrics_server
 from runtime.settings import EscrowSettings
+from starter.cli.actions import cli_actor
 from starter.cli.output import dump, emit, fail, json_flag, table, when
+from store.access import AccessStore
+from store.access_models import DEFAULT_MERCHANT, AuditEvent
 from store.errors import StoreUnavailable
 from webhooks.dispatcher import Dispatcher
 from webhooks.models import (
@@ -42,11 +47,18 @@ def _call(
     action: Callable[[WebhookService], Awaitable[_T]],
     render: Callable[[_T], str],
     to_json: Callable[[_T], Any],
+    audit: Callable[[_T], tuple[str, str, dict[str, Any] | None]] | None = None,
 ) -> int:
+    """Run ``action`` on the webhook service; with ``audit``, a change: its ``(action, target,
+    data)`` is written to the audit trail in the same database (docs/security.md)."""
+
     async def run() -> _T:
         service = WebhookService.open(args.database_url)
         try:
-            return await action(service)
+            result = await action(service)
+            if audit is not None:
+                await _record(service, *audit(result))
+            return result
         finally:
             await service.close()
 
@@ -145,10 +157,39 @@ def render_delivery(delivery: Delivery) -> str:
     return f"Delivery {delivery.id} ({delivery.type}, {delivery.order_ref}) queued to send now"
 
 
+async def _record(
+    service: WebhookService, action: str, target: str, data: dict[str, Any] | None
+) -> None:
+    """The audit event of a change made from this terminal (``cli:<login>``), best effort: the
+    change is made already."""
+    event = AuditEvent(
+        time=datetime.now(UTC),
+        actor=cli_actor().name,
+        merchant=DEFAULT_MERCHANT,
+        action=action,
+        target=target,
+        data=data,
+    )
+    try:
+        await AccessStore(service.db).record_audit(event)
+    except StoreUnavailable as exc:
+        print(f"warning: not written to the audit trail: {exc}", file=sys.stderr)
+
+
 def _add(args: argparse.Namespace) -> int:
     types = [t.strip() for value in args.events or [] for t in value.split(",") if t.strip()]
     body = EndpointCreate(url=args.url, event_types=types or None, description=args.description)
-    return _call(args, lambda s: s.create(body), render_created, dump)
+    return _call(
+        args,
+        lambda s: s.create(body),
+        render_created,
+        dump,
+        lambda made: (
+            "webhook_endpoint.create",
+            made.id,
+            {"host": urlsplit(made.url).hostname, "eventTypes": made.event_types},
+        ),
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -163,7 +204,13 @@ def _list(args: argparse.Namespace) -> int:
 def _enable(enabled: bool) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         body = EndpointUpdate(enabled=enabled)
-        return _call(args, lambda s: s.update(args.endpoint, body), render_endpoint, dump)
+        return _call(
+            args,
+            lambda s: s.update(args.endpoint, body),
+            render_endpoint,
+            dump,
+            lambda e: ("webhook_endpoint.update", e.id, {"changed": ["enabled"]}),
+        )
 
     return command
 
@@ -173,13 +220,23 @@ def _remove(args: argparse.Namespace) -> int:
         await service.delete(args.endpoint)
         return args.endpoint  # type: ignore[no-any-return]
 
-    return _call(args, action, lambda e: f"Removed {e}", lambda e: {"removed": e})
+    return _call(
+        args,
+        action,
+        lambda e: f"Removed {e}",
+        lambda e: {"removed": e},
+        lambda e: ("webhook_endpoint.delete", e, None),
+    )
 
 
 def _rotate(args: argparse.Namespace) -> int:
     overlap = timedelta(hours=args.overlap_hours) if args.overlap_hours is not None else None
     return _call(
-        args, lambda s: s.rotate_secret(args.endpoint, overlap=overlap), render_rotated, dump
+        args,
+        lambda s: s.rotate_secret(args.endpoint, overlap=overlap),
+        render_rotated,
+        dump,
+        lambda r: ("webhook_endpoint.rotate_secret", r.id, {"overlapHours": args.overlap_hours}),
     )
 
 
@@ -206,10 +263,17 @@ def _resend(args: argparse.Namespace) -> int:
             lambda s: s.resend_failed(args.endpoint),
             lambda ids: f"{len(ids)} failed deliver{'y' if len(ids) == 1 else 'ies'} queued again",
             lambda ids: {"resent": ids},
+            lambda ids: ("webhook_endpoint.resend", args.endpoint, {"deliveries": ids}),
         )
     if args.delivery is None:
         return fail(args, "invalid_request", "give a DELIVERY id or --all-failed")
-    return _call(args, lambda s: s.resend(args.endpoint, args.delivery), render_delivery, dump)
+    return _call(
+        args,
+        lambda s: s.resend(args.endpoint, args.delivery),
+        render_delivery,
+        dump,
+        lambda d: ("webhook_endpoint.resend", args.endpoint, {"delivery": d.id}),
+    )
 
 
 def _dispatch(args: argparse.Namespace) -> int:

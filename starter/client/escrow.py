@@ -57,6 +57,7 @@ from starter.client.errors import (
     VisibilityUnavailable,
 )
 from workflows.models import (
+    DEFAULT_MERCHANT,
     TASK_QUEUE,
     WORKFLOW_TYPE,
     CancelRequest,
@@ -70,6 +71,7 @@ from workflows.models import (
     OrderView,
     PaymentInfo,
     workflow_id_for,
+    workflow_id_prefix,
 )
 from workflows.pseudonym import search_id_hex_salt
 from workflows.search_attributes import (
@@ -134,11 +136,11 @@ def start_search_attributes(order: OrderInput) -> TypedSearchAttributes:
     )
 
 
-def order_summary(execution: WorkflowExecution) -> OrderSummary:
+def order_summary(execution: WorkflowExecution, merchant: str = DEFAULT_MERCHANT) -> OrderSummary:
     attrs = execution.typed_search_attributes
     workflow_id = execution.id
     return OrderSummary(
-        order_ref=workflow_id.removeprefix(workflow_id_for("")),
+        order_ref=workflow_id.removeprefix(workflow_id_prefix(merchant)),
         workflow_id=workflow_id,
         status=attrs.get(ESCROW_STATUS),
         run_status=execution.status.name if execution.status is not None else None,
@@ -207,8 +209,9 @@ class EscrowClient:
     def temporal(self) -> Client:
         return self._client
 
-    def _handle(self, order_ref: str) -> WorkflowHandle[Any, Any]:
-        return self._client.get_workflow_handle(workflow_id_for(order_ref))
+    def _handle(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> WorkflowHandle[Any, Any]:
+        """The order's workflow: an order of another merchant is simply not found."""
+        return self._client.get_workflow_handle(workflow_id_for(order_ref, merchant))
 
     # --- start ---------------------------------------------------------------------------
 
@@ -236,14 +239,14 @@ class EscrowClient:
     async def _start(
         self, order: OrderInput, fields: frozenset[str], wait: timedelta
     ) -> StartResult:
-        existing = await self._started(order.order_ref)
+        existing = await self._started(order.order_ref, order.merchant)
         if existing is not None:
             self._check_same(existing[0], order, fields)
         token = uuid.uuid4().hex
         operation: WithStartWorkflowOperation[Any, OrderView] = WithStartWorkflowOperation(
             WORKFLOW_TYPE,
             order,
-            id=workflow_id_for(order.order_ref),
+            id=workflow_id_for(order.order_ref, order.merchant),
             task_queue=self._task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -271,13 +274,13 @@ class EscrowClient:
             ) from exc
         created = False
         if existing is None:
-            started = await self._started(order.order_ref)
+            started = await self._started(order.order_ref, order.merchant)
             if started is None:
                 raise OrderNotFound(order.order_ref)
             created = started[1] == token
             if not created:
                 self._check_same(started[0], order, fields)
-        view = await self._get(order.order_ref)
+        view = await self._get(order.order_ref, order.merchant)
         return StartResult(view, created, payment)
 
     async def _payment_info(
@@ -304,9 +307,11 @@ class EscrowClient:
         if differing:
             raise OrderConflict(order.order_ref, differing)
 
-    async def _started(self, order_ref: str) -> tuple[OrderInput, str | None] | None:
+    async def _started(
+        self, order_ref: str, merchant: str = DEFAULT_MERCHANT
+    ) -> tuple[OrderInput, str | None] | None:
         """The input and start token of the order's current run, or None when it never existed."""
-        handle = self._handle(order_ref)
+        handle = self._handle(order_ref, merchant)
         attrs: WorkflowExecutionStartedEventAttributes | None = None
         try:
             async for event in handle.fetch_history_events(
@@ -334,16 +339,16 @@ class EscrowClient:
 
     # --- read ----------------------------------------------------------------------------
 
-    async def get_order(self, order_ref: str) -> OrderView:
+    async def get_order(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> OrderView:
         async with _reachable():
-            return await self._get(order_ref)
+            return await self._get(order_ref, merchant)
 
-    async def exists(self, order_ref: str) -> bool:
+    async def exists(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> bool:
         """Whether Temporal still has the order's workflow, running or closed (until the
         namespace retention deletes it). Raises ``TemporalUnavailable``."""
         try:
             async with _reachable():
-                await self._handle(order_ref).describe(rpc_timeout=self._rpc_timeout)
+                await self._handle(order_ref, merchant).describe(rpc_timeout=self._rpc_timeout)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return False
@@ -352,10 +357,10 @@ class EscrowClient:
             raise
         return True
 
-    async def _get(self, order_ref: str) -> OrderView:
+    async def _get(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> OrderView:
         try:
             view = await asyncio.wait_for(
-                self._handle(order_ref).query(
+                self._handle(order_ref, merchant).query(
                     "status", result_type=OrderView, rpc_timeout=self._rpc_timeout
                 ),
                 timeout=self._rpc_timeout.total_seconds() + 1,
@@ -375,10 +380,14 @@ class EscrowClient:
         seller_id: str | None = None,
         buyer_id: str | None = None,
         limit: int = 100,
+        merchant: str = DEFAULT_MERCHANT,
     ) -> list[OrderSummary]:
-        """Orders from visibility, newest first, filtered on ``EscrowStatus``, ``SellerId``,
-        ``BuyerId``. Raises ValueError for an id that is not a Cotpay id."""
-        query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+        """``merchant``'s orders from visibility, newest first, filtered on ``EscrowStatus``,
+        ``SellerId``, ``BuyerId``. Raises ValueError for an id that is not a Cotpay id."""
+        query = (
+            f'WorkflowType = "{WORKFLOW_TYPE}"'
+            f' AND WorkflowId STARTS_WITH "{workflow_id_prefix(merchant)}"'
+        )
         if status is not None:
             query += f' AND EscrowStatus = "{EscrowStatus(status).value}"'
         for attribute, cotpay_id in (("SellerId", seller_id), ("BuyerId", buyer_id)):
@@ -388,7 +397,7 @@ class EscrowClient:
         try:
             async with _reachable():
                 rows = [
-                    order_summary(execution)
+                    order_summary(execution, merchant)
                     async for execution in self._client.list_workflows(
                         query, limit=limit, rpc_timeout=self._rpc_timeout
                     )
@@ -426,24 +435,46 @@ class EscrowClient:
     # --- messages ------------------------------------------------------------------------
 
     async def confirm_delivery(
-        self, order_ref: str, request: DeliveryConfirmation | None = None
+        self,
+        order_ref: str,
+        request: DeliveryConfirmation | None = None,
+        *,
+        merchant: str = DEFAULT_MERCHANT,
     ) -> OrderView:
         return await self._update(
-            order_ref, "confirm_delivery", request or DeliveryConfirmation(), _delivered
+            order_ref, "confirm_delivery", request or DeliveryConfirmation(), _delivered, merchant
         )
 
     async def open_dispute(
-        self, order_ref: str, request: DisputeRequest | None = None
+        self,
+        order_ref: str,
+        request: DisputeRequest | None = None,
+        *,
+        merchant: str = DEFAULT_MERCHANT,
     ) -> OrderView:
-        return await self._update(order_ref, "open_dispute", request or DisputeRequest(), _disputed)
+        return await self._update(
+            order_ref, "open_dispute", request or DisputeRequest(), _disputed, merchant
+        )
 
-    async def cancel(self, order_ref: str, request: CancelRequest | None = None) -> OrderView:
-        return await self._update(order_ref, "cancel", request or CancelRequest(), _cancelled)
+    async def cancel(
+        self,
+        order_ref: str,
+        request: CancelRequest | None = None,
+        *,
+        merchant: str = DEFAULT_MERCHANT,
+    ) -> OrderView:
+        return await self._update(
+            order_ref, "cancel", request or CancelRequest(), _cancelled, merchant
+        )
 
-    async def operator_action(self, order_ref: str, action: OperatorAction) -> OrderView:
-        return await self._update(order_ref, "operator_action", action, _never)
+    async def operator_action(
+        self, order_ref: str, action: OperatorAction, *, merchant: str = DEFAULT_MERCHANT
+    ) -> OrderView:
+        return await self._update(order_ref, "operator_action", action, _never, merchant)
 
-    async def send_ipn(self, order_ref: str, ipn: IpnSignal) -> None:
+    async def send_ipn(
+        self, order_ref: str, ipn: IpnSignal, *, merchant: str = DEFAULT_MERCHANT
+    ) -> None:
         """Signal an IPN; returns once Temporal has accepted it.
 
         Raises ``OrderNotFound``, ``OrderClosed`` (the workflow finished) or
@@ -454,13 +485,15 @@ class EscrowClient:
         async with _reachable():
             try:
                 await asyncio.wait_for(
-                    self._handle(order_ref).signal("ipn", ipn, rpc_timeout=self._rpc_timeout),
+                    self._handle(order_ref, merchant).signal(
+                        "ipn", ipn, rpc_timeout=self._rpc_timeout
+                    ),
                     timeout=self._rpc_timeout.total_seconds(),
                 )
             except TimeoutError as err:
                 raise TemporalUnavailable("Temporal did not take the signal in time") from err
             except RPCError as err:
-                raise await self._closed_or(order_ref, err) from err
+                raise await self._closed_or(order_ref, err, merchant) from err
 
     async def _update(
         self,
@@ -468,13 +501,21 @@ class EscrowClient:
         name: str,
         arg: BaseModel,
         already: Any,
+        merchant: str = DEFAULT_MERCHANT,
     ) -> OrderView:
         async with _reachable():
-            return await self._execute(order_ref, name, arg, already)
+            return await self._execute(order_ref, name, arg, already, merchant)
 
-    async def _execute(self, order_ref: str, name: str, arg: BaseModel, already: Any) -> OrderView:
+    async def _execute(
+        self,
+        order_ref: str,
+        name: str,
+        arg: BaseModel,
+        already: Any,
+        merchant: str = DEFAULT_MERCHANT,
+    ) -> OrderView:
         try:
-            result = await self._handle(order_ref).execute_update(
+            result = await self._handle(order_ref, merchant).execute_update(
                 name, arg, result_type=OrderView, rpc_timeout=self._rpc_timeout
             )
         except WorkflowUpdateFailedError as err:
@@ -482,10 +523,10 @@ class EscrowClient:
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             raise TemporalUnavailable(f"order {order_ref!r}: {name} timed out") from err
         except RPCError as err:
-            failure = await self._closed_or(order_ref, err)
+            failure = await self._closed_or(order_ref, err, merchant)
             if not isinstance(failure, OrderClosed):
                 raise failure from err
-            view = await self._get(order_ref)
+            view = await self._get(order_ref, merchant)
             if already(view):
                 return view
             raise InvalidState(
@@ -495,12 +536,16 @@ class EscrowClient:
             ) from err
         return _view(result)
 
-    async def _closed_or(self, order_ref: str, err: RPCError) -> Exception:
+    async def _closed_or(
+        self, order_ref: str, err: RPCError, merchant: str = DEFAULT_MERCHANT
+    ) -> Exception:
         """Turn a signal/update RPC failure into OrderClosed, OrderNotFound or Unavailable."""
         if err.status != RPCStatusCode.NOT_FOUND:
             return self._rpc_error(order_ref, err)
         try:
-            description = await self._handle(order_ref).describe(rpc_timeout=self._rpc_timeout)
+            description = await self._handle(order_ref, merchant).describe(
+                rpc_timeout=self._rpc_timeout
+            )
         except RPCError as inner:
             return self._rpc_error(order_ref, inner)
         if description.status != WorkflowExecutionStatus.RUNNING:

@@ -1,10 +1,13 @@
 """The HTTP gateway app: REST for shop backends and operators, IPN intake for Cotpay.
 
 Orders move through Temporal (``EscrowClient``); reads, the export and the money report come from
-the order store (one ``OrderStore`` per app, docs/store.md). ``create_app`` wires the middleware
-(``middleware.py``), the error handlers (``errors.py``), the routes (``routes/``, one module per
-resource) and the metrics endpoint; routes get the client, the store and settings through
-``deps.py``. The routes and error codes are listed in docs/http-api.md.
+the order store (one ``OrderStore`` per app, docs/store.md), and so do API keys, merchants and the
+audit trail (``AccessStore`` over the same database). ``create_app`` wires the middleware
+(``middleware.py``, ``auth.py``, ``ratelimit.py``, ``language.py``), the error handlers
+(``errors.py``) and the routes (``routes/``, one module per resource); routes get the client, the
+store, settings and the caller through ``deps.py`` and ``auth.py``. Metrics live on a separate
+port; ``/docs`` and ``/openapi.json`` are off unless ``ESCROW_DOCS=true`` (docs/security.md). The
+routes and error codes are listed in docs/http-api.md.
 """
 
 from __future__ import annotations
@@ -15,30 +18,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Security
-from fastapi.security import HTTPBearer
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
-from runtime.metrics import (
-    MetricsSettings,
-    attention_gauge_loop,
-    findings_gauge_loop,
-    mount_metrics,
-)
+from runtime.codec import CodecSettings
+from runtime.merchants import MerchantDirectory
+from runtime.metrics import MetricsSettings, attention_gauge_loop, findings_gauge_loop
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
+from starter.gateway.auth import AccessControl, KeyResolver, parse_env_keys
 from starter.gateway.deps import GatewayContext, WebhookHolder
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.language import Localize
-from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
+from starter.gateway.middleware import AccessLog, BodyLimit
+from starter.gateway.ratelimit import RateLimiter, RateLimitSettings
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
 from starter.gateway.routes import webhooks as webhook_routes
 from starter.gateway.routes.docs import install_docs
 from store import reconcile
+from store.access import AccessStore
 from store.api import OrderStore
 from store.errors import SchemaBehind, StoreUnavailable
 from store.models import FindingKind
@@ -108,22 +110,34 @@ def create_app(
     orders: EscrowClient | None = None,
     store: OrderStore | None = None,
     webhooks: WebhookService | None = None,
+    access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> FastAPI:
     """The gateway app over a connected Temporal client (pydantic data converter). Without
-    ``store``, the app opens the one ``ESCROW_DATABASE_URL`` names and closes it at shutdown.
-    Webhook endpoints live in the order store (``webhooks``, else opened on first use)."""
-    api_keys = escrow.api_key_list()
-    if not api_keys:
-        log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
+    ``store``, the app opens the one ``ESCROW_DATABASE_URL`` names (or the database of
+    ``access``) and closes it at shutdown. ``access``: API keys, merchants and the audit trail,
+    by default over the order store's own database (one connection pool per app). Webhook
+    endpoints live in the order store (``webhooks``, else opened on first use). ``rate_limits``:
+    default ``ESCROW_RATE_LIMIT_*`` (starter/gateway/ratelimit.py)."""
+    env_keys = parse_env_keys(escrow.api_key_list())
+    if store is not None:
+        order_store = store
+    elif access is not None:
+        order_store = OrderStore(access.db)
+    else:
+        order_store = OrderStore.open(settings=StoreSettings())
+    owned = store is None and access is None
+    access = access if access is not None else AccessStore(order_store.db)
+    keys = KeyResolver(env_keys, access, cache_seconds=escrow.key_cache_seconds)
 
     order_store = store if store is not None else OrderStore.open(settings=StoreSettings())
     app = FastAPI(
         title="cotpay-escrow gateway",
         version="1",
         description="Escrow orders on Cotpay, orchestrated by Temporal. See docs/http-api.md.",
-        lifespan=_lifespan(
-            client, MetricsSettings().attention_interval, order_store, owned=store is None
-        ),
+        lifespan=_lifespan(client, MetricsSettings().attention_interval, order_store, owned=owned),
+        # Off unless ESCROW_DOCS=true (docs/security.md): the document maps the attack surface.
+        openapi_url="/openapi.json" if escrow.docs else None,
         docs_url=None,  # served offline by routes/docs.py, not from a CDN
         redoc_url=None,
     )
@@ -133,17 +147,24 @@ def create_app(
         ipn_secret=escrow.ipn_secret.get_secret_value(),
         ipn_key=merchant_key(cotpay),
         store=order_store,
+        access=access,
+        merchants=MerchantDirectory(access, default=cotpay, ring=CodecSettings().key_ring()),
     )
-    app.state.webhooks = WebhookHolder(webhooks)
+    app.state.webhooks = WebhookHolder(webhooks, db=order_store.db)
+    app.state.keys = keys
+    app.state.limiter = limiter = RateLimiter(rate_limits or RateLimitSettings())
     instrument_app(app)
-    app.add_middleware(ApiKeyAuth, keys=api_keys)
+    # Rate limits, authentication and each route's rule (auth.py), before any body is read.
+    app.add_middleware(AccessControl, routes=lambda: app.router.routes, keys=keys, limiter=limiter)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
+    # Outside AccessControl and BodyLimit (added later = outer): their 401/403/413/429 answers
+    # are translated too (Accept-Language: vi).
     app.add_middleware(Localize)
     app.add_middleware(AccessLog)
     install_error_handlers(app)
 
     # The routers carry their full paths: the access log and traces name the route template.
-    bearer = Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))
+    # Every route declares its access rule (auth.require / auth.PUBLIC).
     v1_routers = (
         order_routes.router,
         reads.router,
@@ -153,11 +174,12 @@ def create_app(
         webhook_routes.router,
     )
     for v1 in v1_routers:
-        app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
+        app.include_router(v1, responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
     webhook_routes.document_webhooks(app)
-    mount_metrics(app)
+    # Metrics are served on their own port (ESCROW_METRICS_PORT, cotpay-escrow gateway), never
+    # on the public one.
     app.include_router(health.router)
-    if escrow.api_docs:
+    if escrow.docs:
         install_docs(app)
     return app

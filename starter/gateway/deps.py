@@ -16,10 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, Path, Request
 
 from cotpay.logs import bind_order
+from runtime.merchants import MerchantDirectory
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
+from starter.gateway.auth import Principal
+from starter.gateway.errors import ApiError
+from store.access import AccessStore
 from store.api import OrderStore
-from store.models import DEFAULT_MERCHANT
+from store.db import Database
 from webhooks.service import WebhookService
 from workflows.models import workflow_id_for
 
@@ -33,6 +37,10 @@ class GatewayContext:
     ipn_secret: str
     ipn_key: rsa.RSAPrivateKey | None
     store: OrderStore
+    # Keys, merchants and the audit trail (store/access.py); None: ESCROW_API_KEYS only.
+    access: AccessStore | None = None
+    # The merchants' accounts (runtime/merchants.py): their keys open their sealed IPNs.
+    merchants: MerchantDirectory | None = None
 
 
 def gateway_context(request: Request) -> GatewayContext:
@@ -55,16 +63,20 @@ def order_store(context: Annotated[GatewayContext, Depends(gateway_context)]) ->
 
 
 class WebhookHolder:
-    """The webhook service of the app: the one given to ``create_app``, or one opened on first
-    use from ``ESCROW_DATABASE_URL`` (closed with the app)."""
+    """The webhook service of the app: the one given to ``create_app``, else one over the app's
+    own database (``db``, made on first use; the app closes that database), else one opened on
+    first use from ``ESCROW_DATABASE_URL`` (closed with the app)."""
 
-    def __init__(self, service: WebhookService | None = None) -> None:
+    def __init__(self, service: WebhookService | None = None, db: Database | None = None) -> None:
         self._service = service
-        self._owned = service is None
+        self._db = db
+        self._owned = service is None and db is None
 
     def get(self) -> WebhookService:
         if self._service is None:
-            self._service = WebhookService.open()
+            self._service = (
+                WebhookService.over(self._db) if self._db is not None else WebhookService.open()
+            )
         return self._service
 
     async def close(self) -> None:
@@ -78,24 +90,25 @@ def webhook_service(request: Request) -> WebhookService:
     return holder.get()
 
 
-def current_merchant() -> str:
-    """The merchant whose resources the request may see (one merchant for now)."""
-    return DEFAULT_MERCHANT
-
-
-def request_merchant() -> str | None:
-    """The merchant whose orders the caller may read; None: every merchant's (today's API keys
-    are not scoped to a merchant). Reads pass it to the store, which answers another merchant's
-    order exactly as an unknown one (docs/store.md)."""
-    return None
+def caller_merchant(request: Request) -> str:
+    """The merchant of the caller's API key (``auth.AccessControl`` put the caller on the
+    request): every order, report, export and webhook endpoint a route touches is this
+    merchant's; another merchant's answers 404 like one that does not exist (docs/security.md).
+    A route declares its role with ``auth.require``/``Viewer``/``Shop``/``Operator``; this only
+    reads the merchant, and fails closed when no caller was authenticated."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "unauthorized", "missing or wrong API key")
+    return principal.merchant
 
 
 Context = Annotated[GatewayContext, Depends(gateway_context)]
 Webhooks = Annotated[WebhookService, Depends(webhook_service)]
 Orders = Annotated[EscrowClient, Depends(escrow_client)]
 Store = Annotated[OrderStore, Depends(order_store)]
-Merchant = Annotated[str | None, Depends(request_merchant)]
-Owner = Annotated[str, Depends(current_merchant)]
+# The caller's merchant (never None: a key is always scoped to one merchant).
+Merchant = Annotated[str, Depends(caller_merchant)]
+Owner = Merchant
 Settings = Annotated[EscrowSettings, Depends(escrow_settings)]
 OrderRefPath = Annotated[str, Path(pattern=ORDER_REF_PATTERN, max_length=64)]
 

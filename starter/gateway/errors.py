@@ -51,7 +51,7 @@ _HTTP_CODES = {
 }
 # The error answers every /v1 route documents in the OpenAPI document.
 V1_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422, 503)
+    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 413, 422, 503)
 }
 
 

@@ -1,7 +1,8 @@
-"""Pure ASGI middleware of the gateway: access log, body size cap, bearer API keys.
+"""Pure ASGI middleware of the gateway: access log, body size cap.
 
-Order (outermost first): ``AccessLog`` → ``BodyLimit`` → ``ApiKeyAuth`` → the app, so a request
-is logged whatever happens, and neither an oversized nor an unauthenticated body is read.
+Order (outermost first): ``AccessLog`` → ``BodyLimit`` → ``AccessControl`` (API keys and each
+route's rule, ``auth.py``) → the app, so a request is logged whatever happens, and neither an
+oversized nor an unauthenticated body is read.
 The access log carries method, route template, status, duration and ``orderRef`` only: no query
 string (IPN signatures), headers, bodies or client addresses.
 """
@@ -9,7 +10,6 @@ string (IPN signatures), headers, bodies or client addresses.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import time
 from collections.abc import Sequence
@@ -129,44 +129,6 @@ class BodyLimit:
         await send_error(
             send, 413, "body_too_large", f"request bodies are limited to {self.max_bytes} bytes"
         )
-
-
-class ApiKeyAuth:
-    """``Authorization: Bearer <key>`` on paths under ``prefix``; several keys for rotation."""
-
-    def __init__(self, app: ASGIApp, *, keys: Sequence[str], prefix: str = "/v1/") -> None:
-        self.app = app
-        self.keys = [k.encode() for k in keys if k]
-        self.prefix = prefix
-
-    def allowed(self, authorization: str | None) -> bool:
-        if not authorization:
-            return False
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        candidate = token.strip().encode()
-        ok = False
-        for key in self.keys:
-            ok |= hmac.compare_digest(key, candidate)
-        return ok
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if (
-            scope["type"] == "http"
-            and (path.startswith(self.prefix) or path == self.prefix.rstrip("/"))
-            and not self.allowed(_header(scope, b"authorization"))
-        ):
-            await send_error(
-                send,
-                401,
-                "unauthorized",
-                "missing or wrong API key (Authorization: Bearer <key>)",
-                headers=[(b"www-authenticate", b"Bearer")],
-            )
-            return
-        await self.app(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

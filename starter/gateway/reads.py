@@ -28,7 +28,7 @@ from starter.gateway.read_models import OrderEvents, Source
 from store.api import OrderStore
 from store.errors import StoreUnavailable
 from store.models import StoreEvent
-from workflows.models import OrderView
+from workflows.models import DEFAULT_MERCHANT, OrderView
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -64,7 +64,7 @@ def store_down(message: str) -> ApiError:
 
 
 async def read_order(
-    order_ref: str, store: OrderStore, orders: EscrowClient, merchant: str | None
+    order_ref: str, store: OrderStore, orders: EscrowClient, merchant: str = DEFAULT_MERCHANT
 ) -> tuple[OrderView, Source]:
     """The order view and where it came from; ``OrderNotFound`` when neither has it."""
     down: StoreUnavailable | None = None
@@ -76,11 +76,11 @@ async def read_order(
     else:
         if view is not None:
             return view, Source.STORE
-    return await _from_workflow(order_ref, orders, down), Source.WORKFLOW
+    return await _from_workflow(order_ref, orders, merchant, down), Source.WORKFLOW
 
 
 async def read_events(
-    order_ref: str, store: OrderStore, orders: EscrowClient, merchant: str | None
+    order_ref: str, store: OrderStore, orders: EscrowClient, merchant: str = DEFAULT_MERCHANT
 ) -> OrderEvents:
     """The order's events from ``order_events``, else its workflow timeline numbered 1, 2, ..."""
     down: StoreUnavailable | None = None
@@ -92,18 +92,19 @@ async def read_events(
     else:
         if events is not None:
             return OrderEvents(order_ref=order_ref, source=Source.STORE, events=events)
-    view = await _from_workflow(order_ref, orders, down)
+    view = await _from_workflow(order_ref, orders, merchant, down)
     # Numbered as the store numbers them; ``money`` stays None: the store's writer classifies it.
     timeline = [StoreEvent.from_timeline(i + 1, e) for i, e in enumerate(view.timeline)]
     return OrderEvents(order_ref=order_ref, source=Source.WORKFLOW, events=timeline)
 
 
 async def _from_workflow(
-    order_ref: str, orders: EscrowClient, down: StoreUnavailable | None
+    order_ref: str, orders: EscrowClient, merchant: str, down: StoreUnavailable | None
 ) -> OrderView:
-    """The workflow's view; without it, a 503 when the store could not say either."""
+    """The merchant's workflow's view (another merchant's order is not found); without it, a
+    503 when the store could not say either."""
     try:
-        return await orders.get_order(order_ref)
+        return await orders.get_order(order_ref, merchant)
     except OrderNotFound:
         if down is None:
             raise
@@ -117,16 +118,18 @@ async def _from_workflow(
         raise store_down("the order store and Temporal are both unavailable; retry later") from down
 
 
-async def check_ref_unused(order_ref: str, store: OrderStore, orders: EscrowClient) -> None:
+async def check_ref_unused(
+    order_ref: str, store: OrderStore, orders: EscrowClient, merchant: str = DEFAULT_MERCHANT
+) -> None:
     """Refuse (409 ``order_ref_used``) an ``orderRef`` the store has for an order whose workflow
     Temporal no longer keeps (deleted after the namespace retention), so it is never started a
     second time. A store that is down or slow does not stop the start."""
     try:
-        row = await bounded(store.get_row(order_ref), STORE_CHECK_S)
+        row = await bounded(store.get_row(order_ref, merchant), STORE_CHECK_S)
     except StoreUnavailable as err:
         log.warning("order.start_unchecked", reason="order store unavailable", error=str(err)[:300])
         return
-    if row is None or await orders.exists(order_ref):
+    if row is None or await orders.exists(order_ref, merchant):
         return
     log.warning("order.ref_used", status=row.status.value, created_at=row.created_at.isoformat())
     raise ApiError(

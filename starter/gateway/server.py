@@ -15,9 +15,12 @@ from temporalio.client import Client
 
 from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
+from runtime.safety import check_gateway
 from runtime.settings import EscrowSettings
 from starter.client import FROM_ENVIRONMENT, EscrowClient, FromEnvironment
 from starter.gateway.app import create_app
+from starter.gateway.ratelimit import RateLimitSettings
+from store.access import AccessStore
 from store.api import OrderStore
 from workflows.models import TASK_QUEUE
 
@@ -30,11 +33,22 @@ def _config(
     port: int,
     task_queue: str,
     search_salt: str | FromEnvironment | None,
-    store: OrderStore | None,
+    store: OrderStore | None = None,
+    access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> uvicorn.Config:
+    check_gateway(escrow, host)
     orders = EscrowClient(client, task_queue=task_queue, search_salt=search_salt)
     return uvicorn.Config(
-        create_app(client, escrow, cotpay, orders=orders, store=store),
+        create_app(
+            client,
+            escrow,
+            cotpay,
+            orders=orders,
+            store=store,
+            access=access,
+            rate_limits=rate_limits,
+        ),
         host=host,
         port=port,
         access_log=False,
@@ -54,10 +68,14 @@ async def serve_gateway(
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
     store: OrderStore | None = None,
+    access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers). Without ``store``, the app opens the
-    order store of ``ESCROW_DATABASE_URL``."""
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, store)
+    order store of ``ESCROW_DATABASE_URL``; ``access`` defaults to the same database."""
+    config = _config(
+        client, escrow, cotpay, host, port, task_queue, search_salt, store, access, rate_limits
+    )
     # A failed start (e.g. the order store's schema is behind) is logged by uvicorn, which then
     # exits with status 3.
     await uvicorn.Server(config).serve()
@@ -74,7 +92,11 @@ async def running_gateway(
     task_queue: str = TASK_QUEUE,
     search_salt: str | FromEnvironment | None = FROM_ENVIRONMENT,
     store: OrderStore | None = None,
+    access: AccessStore | None = None,
+    rate_limits: RateLimitSettings | None = None,
 ) -> AsyncIterator[str]:
-    config = _config(client, escrow, cotpay, host, port, task_queue, search_salt, store)
+    config = _config(
+        client, escrow, cotpay, host, port, task_queue, search_salt, store, access, rate_limits
+    )
     async with serving(config, what="gateway") as url:
         yield url

@@ -154,8 +154,16 @@ def local_stack(plan: StackPlan) -> Stack:
             )
         )
     parts.append(_python(plan, "worker", "-m", "worker"))
+    gateway_env = {"ESCROW_METRICS_PORT": str(plan.metrics_port)} if plan.metrics_port else {}
     parts.append(
-        _python(plan, "gateway", *CLI, "gateway", ready=_http_ready(f"{plan.gateway_url}/healthz"))
+        _python(
+            plan,
+            "gateway",
+            *CLI,
+            "gateway",
+            env=gateway_env,
+            ready=_http_ready(f"{plan.gateway_url}/healthz"),
+        )
     )
     return Stack(parts, stop_grace=STOP_TIMEOUT_S)
 

@@ -14,6 +14,9 @@ Payload encryption: with the local dev server, payloads are encrypted by default
 web UI on, a codec server (bearer token ``ESCROW_CODEC_TOKEN`` or a fresh random one, CORS for
 the UI's origin) lets the UI show decrypted orders. ``plain_payloads`` turns encryption off; an
 existing Temporal keeps whatever keys are set.
+
+Security (docs/security.md): on a loopback host the gateway serves ``/docs`` (``ESCROW_DOCS``);
+its metrics go to ``metrics_port`` (off by default), never to the gateway's port.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from runtime.codec import CodecError, KeyRing, generate_key
+from runtime.safety import is_loopback
 from starter.stack.processes import port_in_use
 from workflows.models import PayoutRule
 
@@ -46,6 +50,8 @@ class StackPlan:
     gateway_port: int
     namespace: str
     codec_port: int = 8081
+    metrics_port: int | None = None
+    """The gateway's metrics port (``ESCROW_METRICS_PORT`` of the gateway only); None: off."""
     external_temporal: str | None = None
     external_cotpay: str | None = None
     codec_keys_file: Path | None = None
@@ -65,6 +71,12 @@ class StackPlan:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.metrics_port is None:
+            return None
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def keys_dir(self) -> Path:
@@ -105,6 +117,7 @@ def plan_stack(
     sandbox_port: int = 8090,
     gateway_port: int = 8000,
     codec_port: int = 8081,
+    metrics_port: int | None = None,
     plain_payloads: bool = False,
     log_dir: Path | None = None,
 ) -> StackPlan:
@@ -120,6 +133,7 @@ def plan_stack(
         sandbox_port=sandbox_port,
         gateway_port=gateway_port,
         namespace=environ.get("TEMPORAL_NAMESPACE", "default"),
+        metrics_port=metrics_port,
         log_dir=log_dir,
     )
     temporal = environ.get("TEMPORAL_ADDRESS")
@@ -142,6 +156,13 @@ def plan_stack(
             or f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}",
         }
     )
+    # One metrics port per process: the gateway's comes from ``metrics_port`` (local.py); the
+    # worker keeps none unless its own environment sets one.
+    env.pop("ESCROW_METRICS_PORT", None)
+    # The order store (API keys and the audit trail too) lives in the data dir.
+    env.setdefault("ESCROW_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}")
+    if is_loopback(plan.host):
+        env.setdefault("ESCROW_DOCS", "true")  # a development stack on this machine only
     plan.env = env
     plan.codec_port = codec_port
     _plan_codec(plan, environ, plain=plain_payloads)
@@ -195,4 +216,6 @@ def busy_ports(plan: StackPlan) -> list[str]:
         wanted.append(("sandbox", plan.sandbox_port))
     if plan.codec_server:
         wanted.append(("codec server", plan.codec_port))
+    if plan.metrics_port is not None:
+        wanted.append(("metrics", plan.metrics_port))
     return [f"{name} port {port}" for name, port in wanted if port_in_use(plan.host, port)]

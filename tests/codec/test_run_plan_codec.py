@@ -33,7 +33,11 @@ def test_default_generates_keys_and_serves_the_ui(tmp_path: Path) -> None:
     assert "Codec server     http://127.0.0.1:8081" in text
     assert f"export ESCROW_CODEC_KEYS_FILE={keys}" in text
     assert p.codec_token not in text
-    assert "Metrics          http://127.0.0.1:8000/metrics" in text
+    # Metrics moved off the gateway's public port (docs/security.md): off unless asked for.
+    assert "Metrics          off" in text
+    assert "/metrics" not in text
+    with_metrics = plan(tmp_path, "--metrics-port", "9464")
+    assert "Metrics          http://127.0.0.1:9464/metrics" in run_cmd.banner(with_metrics)
 
 
 def test_headless_encrypts_without_a_codec_server(tmp_path: Path) -> None:

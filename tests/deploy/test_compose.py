@@ -112,14 +112,51 @@ def test_matches_the_compose_specification_schema() -> None:
     assert schema_errors(compose()) == []
 
 
-def test_interpolated_with_env_example_still_matches_the_schema() -> None:
-    text, missing = interpolate(COMPOSE.read_text(), env_example())
+# The secrets .env.example leaves empty on purpose; compose refuses to start until each is set.
+REQUIRED_SECRETS = {
+    "POSTGRES_PASSWORD",
+    "ESCROW_IPN_SECRET",
+    "ESCROW_CODEC_TOKEN",
+    "COTPAY_ACCESS_TOKEN",
+}
+ESCROW_SERVICES = {"worker", "gateway", "codec-server"}
+
+
+def real_secrets() -> dict[str, str]:
+    return {name: "s3cret-" + "x" * 40 for name in REQUIRED_SECRETS}
+
+
+def test_env_example_alone_refuses_to_start_until_secrets_are_set() -> None:
+    _, missing = interpolate(COMPOSE.read_text(), env_example())
+    assert {entry.split(":", 1)[0] for entry in missing} == REQUIRED_SECRETS
+    assert all(env_example()[name] == "" for name in REQUIRED_SECRETS)
+
+
+def test_interpolated_with_env_example_and_real_secrets_matches_the_schema() -> None:
+    text, missing = interpolate(COMPOSE.read_text(), {**env_example(), **real_secrets()})
     assert missing == [], "required variables that .env.example leaves empty"
     doc: dict[str, Any] = yaml.safe_load(text)
     assert schema_errors(doc) == []
     assert json.dumps(doc).count("${") == COMPOSE.read_text().count("$${")  # only $$ escapes
     gateway_ports = doc["services"]["gateway"]["ports"]
     assert all(str(port).startswith("127.0.0.1:") for port in gateway_ports)
+
+
+def test_escrow_services_run_in_production_mode_with_metrics_unpublished() -> None:
+    for name in ESCROW_SERVICES:
+        assert services()[name]["environment"]["ESCROW_ENV"] == "production", name
+    for name in ("worker", "gateway"):
+        environment = services()[name]["environment"]
+        assert environment["ESCROW_IPN_SECRET"].startswith("${ESCROW_IPN_SECRET:?")
+        published = [str(port).rsplit(":", 1)[-1] for port in services()[name].get("ports", [])]
+        assert environment["ESCROW_METRICS_PORT"] not in published, name
+        assert "9000" not in published, name
+    assert services()["codec-server"]["environment"]["ESCROW_CODEC_TOKEN"].startswith(
+        "${ESCROW_CODEC_TOKEN:?"
+    )
+    assert services()["worker"]["environment"]["COTPAY_ACCESS_TOKEN"].startswith(
+        "${COTPAY_ACCESS_TOKEN:?"
+    )
 
 
 def test_interpolation_fails_loudly_without_an_env_file() -> None:
@@ -309,7 +346,8 @@ def test_the_order_store_is_migrated_before_the_services_start() -> None:
         assert services()[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
-    text, missing = interpolate(COMPOSE.read_text(), env_example())
+    # .env.example leaves the secrets empty on purpose (compose refuses until they are set).
+    text, missing = interpolate(COMPOSE.read_text(), {**env_example(), **real_secrets()})
     assert missing == []
     doc: dict[str, Any] = yaml.safe_load(text)
     urls = {

@@ -283,7 +283,8 @@ async def e2e_stack(
 
     @asynccontextmanager
     async def gateway_serving() -> AsyncIterator[str]:
-        settings = escrow_settings("http://unused.invalid", payout_rule=payout_rule)
+        # unused, but loopback: a public URL elsewhere would be production (docs/security.md)
+        settings = escrow_settings("http://127.0.0.1:9", payout_rule=payout_rule)
         async with running_gateway(await temporal_client(), settings, cotpay, store=store) as url:
             yield url
 

@@ -137,10 +137,11 @@ def merchant_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def escrow_settings() -> EscrowSettings:
     return EscrowSettings(
-        public_url="http://gateway.test",
+        public_url="http://127.0.0.1:9",  # loopback: not published (runtime/safety.py)
         ipn_secret=SecretStr(IPN_SECRET),
         api_keys=",".join(API_KEYS),
         max_body_bytes=MAX_BODY,
+        docs=True,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runtime.metrics import MetricsSettings, start_service_metrics_server
 from runtime.temporal import TemporalConfig
 from sandbox.testing import running_sandbox
 from starter.cli import gateway as gateway_cmd
@@ -55,6 +56,10 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
     dev = DevServer(work / "temporal.db", log_file=work / "temporal.log")
     await dev.start()
     gateway_sdk = f"127.0.0.1:{free_port()}"
+    # The gateway serves its metrics on their own port, as `cotpay-escrow gateway` does with
+    # ESCROW_METRICS_PORT (this process is the gateway here).
+    gateway_metrics_port = free_port()
+    assert start_service_metrics_server(MetricsSettings(metrics_port=gateway_metrics_port))
     worker_sdk = f"127.0.0.1:{free_port()}"
     worker_port = free_port()
     temporal = TemporalConfig(address=dev.address, namespace="default")
@@ -79,10 +84,12 @@ async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ob
             order = await complete_an_order(stack)
             r = await stack.post_ipn(order["orderRef"], "payment", {}, sig="forged")
             assert r.status_code == 403
+            public = await stack.http.get("/metrics")
+            assert public.status_code in (401, 404)  # not on the public port
             yield Observed(
                 stack=stack,
                 order=order,
-                gateway_metrics=await scrape(f"{stack.gateway_url}/metrics"),
+                gateway_metrics=await scrape(f"http://127.0.0.1:{gateway_metrics_port}/metrics"),
                 gateway_sdk_metrics=await scrape(f"http://{gateway_sdk}/metrics"),
                 worker_metrics=await scrape(f"http://127.0.0.1:{worker_port}/metrics"),
                 worker_sdk_metrics=await scrape(f"http://{worker_sdk}/metrics"),

@@ -48,6 +48,19 @@ async def happy_path(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def merchant_happy_path(env: WorkflowEnvironment, session: Session) -> Order:
+    """The happy path of an order of a merchant other than the default one (docs/security.md):
+    its inputs carry ``merchant``."""
+    order = await start(session, order_ref="replay-merchant", merchant="shopb")
+    await order.handle.execute_update(EscrowOrderWorkflow.payment_info)
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
 async def return_path(env: WorkflowEnvironment, session: Session) -> Order:
     order = await start(session, order_ref="replay-return")
     await order.hold()
@@ -200,6 +213,7 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "rejected_release": rejected_release,
     "cancel_before_payment": cancel_before_payment,
     "duplicate_ipns": duplicate_ipns,
+    "merchant_happy_path": merchant_happy_path,
     # Since the order-store and ipn-amount-check patches (docs/store.md, docs/workflow.md):
     "store_happy_path": happy_path,
     "store_return_path": return_path,

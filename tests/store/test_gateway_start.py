@@ -21,8 +21,10 @@ from store.api import OrderStore
 from store.errors import SchemaBehind
 from tests.store.conftest import Databases
 
+# A loopback public URL: another host would be production mode, which refuses these dev secrets
+# (docs/security.md).
 SETTINGS = EscrowSettings(
-    public_url="http://gateway.test", ipn_secret=SecretStr("start-test-secret"), api_keys="k"
+    public_url="http://127.0.0.1:9", ipn_secret=SecretStr("start-test-secret"), api_keys="k"
 )
 
 

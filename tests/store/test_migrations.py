@@ -21,6 +21,8 @@ from store.schema import metadata
 from tests.store.conftest import Databases
 from tests.store.factories import T0, full_view
 
+HEAD = "0004"
+
 
 def _diff(conn: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(conn), metadata))
@@ -47,8 +49,8 @@ async def _tables(url: object) -> set[str]:
 async def test_from_empty_to_head(databases: Databases) -> None:
     url = await databases.new()
     assert await migrate.current(url) is None
-    assert await migrate.upgrade(url) == migrate.head_revision() == "0003"
-    assert await migrate.current(url) == "0003"
+    assert await migrate.upgrade(url) == migrate.head_revision() == HEAD
+    assert await migrate.current(url) == HEAD
     assert {
         "orders",
         "order_events",
@@ -57,9 +59,10 @@ async def test_from_empty_to_head(databases: Databases) -> None:
         "webhook_events",
         "webhook_deliveries",
     } <= await _tables(url)
+    assert {"merchants", "api_keys", "audit_events"} <= await _tables(url)
     assert await _schema_diff(url) == []
     # Upgrading again is a no-op.
-    assert await migrate.upgrade(url) == "0003"
+    assert await migrate.upgrade(url) == HEAD
 
 
 async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -> None:
@@ -71,7 +74,7 @@ async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -
         result = await old.record(OrderWrite.from_view(full_view("up-1"), created_at=T0))
         assert result.events_inserted == 6
 
-    assert await migrate.upgrade(url) == "0003"
+    assert await migrate.upgrade(url) == HEAD
     assert await _schema_diff(url) == []
     async with OrderStore.open(url) as new:
         got = await new.get_order("up-1")
@@ -83,6 +86,29 @@ async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -
         assert [o.order_ref for o in page.orders] == ["up-1"]
 
 
+async def test_upgrade_from_0003_adds_access_tables_and_keeps_orders(databases: Databases) -> None:
+    from store.access import AccessStore, Actor
+    from store.access_models import Role
+
+    url = await databases.new()
+    assert await migrate.upgrade(url, "0003") == "0003"
+    assert "api_keys" not in await _tables(url)
+    async with OrderStore.open(url) as old:
+        await old.record(OrderWrite.from_view(full_view("up-2"), created_at=T0))
+    assert await migrate.upgrade(url) == HEAD
+    assert await _schema_diff(url) == []
+    async with OrderStore.open(url) as new:
+        assert await new.get_order("up-2") == full_view("up-2")
+        access = AccessStore(new.db)
+        created = await access.create_key(
+            merchant="default", role=Role.viewer, name="after-upgrade", by=Actor("test")
+        )
+        assert await access.authenticate(created.key) is not None
+    assert await migrate.downgrade(url, "0003") == "0003"
+    assert "api_keys" not in await _tables(url)
+    assert {"orders", "webhook_endpoints"} <= await _tables(url)
+
+
 async def test_downgrade_to_base_and_back(databases: Databases) -> None:
     url = await databases.new()
     await migrate.upgrade(url)
@@ -91,13 +117,13 @@ async def test_downgrade_to_base_and_back(databases: Databases) -> None:
     assert "webhook_deliveries" not in await _tables(url)
     assert await migrate.downgrade(url, "base") is None
     assert not ({"orders", "order_events"} & await _tables(url))
-    assert await migrate.upgrade(url) == "0003"
+    assert await migrate.upgrade(url) == HEAD
 
 
 async def test_concurrent_upgrades_apply_each_revision_once(databases: Databases) -> None:
     url = await databases.new()
     results = await asyncio.gather(*(migrate.upgrade(url) for _ in range(3)))
-    assert results == ["0003"] * 3
+    assert results == [HEAD] * 3
     assert await _schema_diff(url) == []
 
 
@@ -125,14 +151,14 @@ def test_python_m_store_upgrade(tmp_path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "at revision 0003" in done.stdout
+    assert f"at revision {HEAD}" in done.stdout
     current = subprocess.run(
         [sys.executable, "-m", "store", "--url", url, "current"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert current.stdout.strip() == "0003"
+    assert current.stdout.strip() == HEAD
 
 
 def test_python_m_store_reports_an_unreachable_database_without_its_password() -> None:
@@ -159,7 +185,7 @@ async def test_ensure_schema(databases: Databases) -> None:
     async with OrderStore.open(url) as fresh:
         if fresh.dialect == "sqlite":
             # The embedded default creates its schema by itself.
-            assert await fresh.ensure_schema() == "0003"
+            assert await fresh.ensure_schema() == HEAD
         else:
             with pytest.raises(SchemaBehind, match="db upgrade"):
                 await fresh.ensure_schema()
@@ -167,7 +193,8 @@ async def test_ensure_schema(databases: Databases) -> None:
             with pytest.raises(SchemaBehind):
                 await fresh.ensure_schema()
             await migrate.upgrade(url)
-            assert await fresh.ensure_schema() == "0003"
+            assert await fresh.ensure_schema() == HEAD
         await fresh.ping()
-    assert migrate.is_behind(None) and migrate.is_behind("0001") and migrate.is_behind("0002")
-    assert not migrate.is_behind("0003") and not migrate.is_behind("9999_from_a_later_release")
+    assert migrate.is_behind(None) and migrate.is_behind("0001")
+    assert migrate.is_behind("0002") and migrate.is_behind("0003")
+    assert not migrate.is_behind(HEAD) and not migrate.is_behind("9999_from_a_later_release")

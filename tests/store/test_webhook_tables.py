@@ -131,7 +131,7 @@ async def test_upgrade_from_0002_keeps_orders_and_sends_their_next_changes(
     assert await migrate.upgrade(url, "0002") == "0002"
     async with OrderStore.open(url) as old:
         await _seed(old, "up-hook", S.AWAITING_PAYMENT)
-    assert await migrate.upgrade(url) == "0003"
+    assert await migrate.upgrade(url) == migrate.head_revision()
     async with OrderStore.open(url) as new:
         assert (await new.get_order("up-hook")) is not None
         endpoint = await _endpoint(new)

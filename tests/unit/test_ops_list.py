@@ -27,7 +27,7 @@ class Orders:
         self.attention = attention
         self.asked: list[str] = []
 
-    async def get_order(self, ref: str) -> OrderView:
+    async def get_order(self, ref: str, merchant: str = "default") -> OrderView:
         self.asked.append(ref)
         if ref not in self.attention:
             raise OrderNotFound(ref)

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from starter.cli import main
+from store.access import AccessStore
+from store.access_models import AuditFilter
 from store.api import OrderStore
 from store.models import StoreEvent
 from tests.store.factories import write
@@ -106,6 +108,22 @@ async def test_the_webhooks_commands(
         assert code == 0 and f"Removed {endpoint}" in out
         code, out, err = await _in_thread(run, capsys, "webhooks", "remove", endpoint)
         assert code == 1 and "error [endpoint_not_found]" in err
+
+    # Every change is in the audit trail, by the terminal's user (docs/security.md).
+    trail = await AccessStore(store.db).list_audit(AuditFilter(action="webhook_endpoint."))
+    mine = [e for e in trail if e.target == endpoint]
+    assert sorted(e.action for e in mine) == sorted(
+        [
+            "webhook_endpoint.create",
+            "webhook_endpoint.resend",
+            "webhook_endpoint.resend",
+            "webhook_endpoint.update",
+            "webhook_endpoint.update",
+            "webhook_endpoint.rotate_secret",
+            "webhook_endpoint.delete",
+        ]
+    )
+    assert all(e.actor.startswith("cli:") and e.merchant == "default" for e in mine)
 
 
 async def test_refusals_print_their_code(

@@ -229,7 +229,7 @@ async def start(session: Session, **overrides: Any) -> Order:
     handle = await session.env.client.start_workflow(
         EscrowOrderWorkflow.run,
         inp,
-        id=workflow_id_for(inp.order_ref),
+        id=workflow_id_for(inp.order_ref, inp.merchant),
         task_queue=session.task_queue,
         static_summary=summary_for(inp),
     )

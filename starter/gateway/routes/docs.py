@@ -3,8 +3,9 @@
 FastAPI's default page loads Swagger UI from a CDN. Here FastAPI's own page ("self-hosting
 JavaScript and CSS for docs") loads Swagger UI 5 from the static files of the PyPI package
 ``fastapi-offline``, mounted under ``/docs/static``. (``swagger-ui-bundle`` ships Swagger UI 4,
-which cannot read the OpenAPI 3.1 document FastAPI writes.) ``ESCROW_API_DOCS=false`` turns the
-page off; ``/openapi.json`` stays (docs/http-api.md).
+which cannot read the OpenAPI 3.1 document FastAPI writes.) Served only with ``ESCROW_DOCS=true``
+(alias ``ESCROW_API_DOCS``), which also serves ``/openapi.json``; public routes, no API key
+(docs/security.md, docs/http-api.md).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from starter.gateway.auth import PUBLIC
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS = "/docs"
@@ -26,7 +29,7 @@ OAUTH2_REDIRECT = f"{DOCS}/oauth2-redirect"
 def install_docs(app: FastAPI) -> None:
     """Serve ``/docs`` and its assets from this app (call on an app made with ``docs_url=None``)."""
     app.mount(STATIC, StaticFiles(directory=ASSETS), name="swagger-ui")
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(PUBLIC)])
 
     @router.get(DOCS, response_class=HTMLResponse)
     async def swagger_ui() -> HTMLResponse:

@@ -15,7 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from starter.gateway.deps import Merchant, Store
+from starter.gateway.auth import Viewer
+from starter.gateway.deps import Store
 from starter.gateway.reads import bounded, query_time
 from store.errors import InvalidQuery
 from store.models import parse_instant
@@ -41,7 +42,7 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 )
 async def export_orders(
     store: Store,
-    merchant: Merchant,
+    who: Viewer,
     start: Annotated[str, Query(alias="from", description=_BOUND)],
     end: Annotated[str, Query(alias="to", description=_BOUND)],
 ) -> StreamingResponse:
@@ -51,7 +52,7 @@ async def export_orders(
     if low is None or high is None:
         field = "from" if low is None else "to"
         raise InvalidQuery("invalid_date", f"{field}: give a date or a time", field)
-    chunks = store.export_orders_csv(low, high, merchant=merchant)
+    chunks = store.export_orders_csv(low, high, merchant=who.merchant)
     first = await bounded(anext(chunks, b""))
 
     async def body() -> AsyncIterator[bytes]:

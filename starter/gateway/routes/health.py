@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from starter.gateway.auth import PUBLIC
 from starter.gateway.deps import Orders, Store
 from starter.gateway.errors import error_response
 from starter.gateway.read_models import Health, HealthDown
@@ -31,7 +32,12 @@ async def _store_up(store: OrderStore) -> bool:
     return True
 
 
-@router.get("/healthz", response_model=Health, responses={503: {"model": HealthDown}})
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": HealthDown}},
+    dependencies=[Depends(PUBLIC)],
+)
 async def healthz(orders: Orders, store: Store) -> JSONResponse:
     """Liveness, Temporal and the order store (no API key)."""
     temporal_up, store_up = await asyncio.gather(orders.healthy(), _store_up(store))

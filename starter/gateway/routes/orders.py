@@ -1,5 +1,8 @@
 """``/v1/orders``: start orders; the shop's messages (delivered, dispute, cancel).
 
+Every route acts on the orders of the caller's merchant (``who.merchant``): another merchant's
+order is not found, exactly like one that does not exist (docs/security.md).
+
 Each route calls one ``EscrowClient`` method; its typed errors become JSON errors in
 ``starter/gateway/errors.py`` (docs/http-api.md). Reads are in ``routes/reads.py``.
 """
@@ -12,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from runtime.metrics import record_order_started
 from starter.client import CreateOrderBody, StartResult
+from starter.gateway.auth import Shop
 from starter.gateway.deps import OrderRefPath, Orders, Settings, Store, order_context
 from starter.gateway.errors import ApiError
 from starter.gateway.models import view_response
@@ -52,12 +56,14 @@ def _refusal(result: StartResult) -> ApiError | None:
     responses={200: {"model": OrderView, "description": "the order already existed"}},
 )
 async def create_order(
-    body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store
+    body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store, who: Shop
 ) -> JSONResponse:
     """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
     with order_context(body.order_ref):
-        await check_ref_unused(body.order_ref, store, orders)
-        result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
+        await check_ref_unused(body.order_ref, store, orders, who.merchant)
+        # The order belongs to the key's merchant: its workflow id, its Cotpay account.
+        order = body.to_input(escrow).model_copy(update={"merchant": who.merchant})
+        result = await orders.start_order(order, compare=body.compared_fields())
         if result.created:
             record_order_started()
         log.info(
@@ -76,23 +82,23 @@ async def create_order(
 
 @router.post("/orders/{order_ref}/delivered", response_model=OrderView)
 async def delivered(
-    order_ref: OrderRefPath, orders: Orders, body: DeliveryConfirmation | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: DeliveryConfirmation | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.confirm_delivery(order_ref, body))
+        return view_response(await orders.confirm_delivery(order_ref, body, merchant=who.merchant))
 
 
 @router.post("/orders/{order_ref}/dispute", response_model=OrderView)
 async def dispute(
-    order_ref: OrderRefPath, orders: Orders, body: DisputeRequest | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: DisputeRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.open_dispute(order_ref, body))
+        return view_response(await orders.open_dispute(order_ref, body, merchant=who.merchant))
 
 
 @router.post("/orders/{order_ref}/cancel", response_model=OrderView)
 async def cancel(
-    order_ref: OrderRefPath, orders: Orders, body: CancelRequest | None = None
+    order_ref: OrderRefPath, orders: Orders, who: Shop, body: CancelRequest | None = None
 ) -> JSONResponse:
     with order_context(order_ref):
-        return view_response(await orders.cancel(order_ref, body))
+        return view_response(await orders.cancel(order_ref, body, merchant=who.merchant))

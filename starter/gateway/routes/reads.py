@@ -16,7 +16,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from starter.client import COTPAY_ID_PATTERN
-from starter.gateway.deps import Merchant, OrderRefPath, Orders, Store, order_context
+from starter.gateway.auth import Viewer
+from starter.gateway.deps import OrderRefPath, Orders, Store, order_context
 from starter.gateway.models import view_response
 from starter.gateway.read_models import (
     SOURCE_HEADER,
@@ -41,7 +42,7 @@ _TIME = (
 @router.get("/orders", response_model=OrderList)
 async def list_orders(
     store: Store,
-    merchant: Merchant,
+    who: Viewer,
     status: Annotated[
         list[EscrowStatus] | None,
         Query(description="any of these statuses (repeat the parameter for several)"),
@@ -64,7 +65,7 @@ async def list_orders(
         status=[s.value for s in status] if status else None,
         seller_id=seller_id,
         buyer_id=buyer_id,
-        merchant=merchant,
+        merchant=who.merchant,
         created_from=query_time(created_from),
         created_to=query_time(created_to),
         updated_from=query_time(updated_from),
@@ -80,11 +81,11 @@ async def list_orders(
 
 @router.get("/orders/{order_ref}", response_model=OrderView)
 async def get_order(
-    order_ref: OrderRefPath, orders: Orders, store: Store, merchant: Merchant
+    order_ref: OrderRefPath, orders: Orders, store: Store, who: Viewer
 ) -> JSONResponse:
     """The order with its timeline: from the order store, else from its workflow."""
     with order_context(order_ref):
-        view, source = await read_order(order_ref, store, orders, merchant)
+        view, source = await read_order(order_ref, store, orders, who.merchant)
         response = view_response(view)
         response.headers[SOURCE_HEADER] = source.value
         return response
@@ -92,11 +93,11 @@ async def get_order(
 
 @router.get("/orders/{order_ref}/events", response_model=OrderEvents)
 async def order_events(
-    order_ref: OrderRefPath, orders: Orders, store: Store, merchant: Merchant
+    order_ref: OrderRefPath, orders: Orders, store: Store, who: Viewer
 ) -> JSONResponse:
     """The order's events (timeline entries and money events) in ``seq`` order."""
     with order_context(order_ref):
-        answer = await read_events(order_ref, store, orders, merchant)
+        answer = await read_events(order_ref, store, orders, who.merchant)
         response = JSONResponse(answer.model_dump(mode="json"))
         response.headers[SOURCE_HEADER] = answer.source.value
         return response

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from starter.gateway.deps import Merchant, Store
+from starter.gateway.auth import Viewer
+from starter.gateway.deps import Store
 from starter.gateway.reads import bounded
 from store.errors import InvalidQuery
 from store.models import MoneyReport, vn_today
@@ -32,12 +33,12 @@ def parse_day(text: str | None) -> date | None:
 @router.get("/reports/money", response_model=MoneyReport)
 async def money_report(
     store: Store,
-    merchant: Merchant,
+    who: Viewer,
     day: Annotated[
         str | None,
         Query(description="a Vietnam calendar day, YYYY-MM-DD (not in the future); default now"),
     ] = None,
 ) -> JSONResponse:
     """Where the money is: count and VND total per state, now or as of the end of ``day``."""
-    report = await bounded(store.money_report(parse_day(day), merchant=merchant))
+    report = await bounded(store.money_report(parse_day(day), merchant=who.merchant))
     return JSONResponse(report.model_dump(mode="json"))

@@ -3,7 +3,10 @@ resending; plus the ``webhooks`` section of the OpenAPI document (docs/webhooks.
 docs/http-api.md).
 
 Each route calls one ``WebhookService`` method; its ``WebhookError`` becomes a JSON error with
-its status and stable code, a store that cannot be reached a 503 ``store_unavailable``.
+its status and stable code, a store that cannot be reached a 503 ``store_unavailable``. Every
+route needs a ``shop`` key and sees only the endpoints of the key's merchant (another merchant's
+endpoint answers 404); every change is an audit event ``webhook_endpoint.<verb>``
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, Header, Path, Query, Response
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from pydantic import create_model
 
-from starter.gateway.deps import Owner, Webhooks
+from starter.gateway.audit import audit
+from starter.gateway.auth import Shop
+from starter.gateway.deps import Webhooks
 from starter.gateway.errors import ApiError
 from store.errors import StoreUnavailable
 from webhooks.events import EVENT_DESCRIPTIONS, EventType, WebhookEvent
@@ -51,39 +57,57 @@ def _answers() -> Iterator[None]:
 
 @router.post("/webhook-endpoints", status_code=201, response_model=EndpointCreated)
 async def create_endpoint(
-    body: EndpointCreate, hooks: Webhooks, merchant: Owner
+    body: EndpointCreate, hooks: Webhooks, who: Shop, request: Request
 ) -> EndpointCreated:
     """Register an endpoint. The answer carries the signing secret: it is shown only here."""
     with _answers():
-        return await hooks.create(body, merchant)
+        created = await hooks.create(body, who.merchant)
+    await audit(
+        request,
+        "webhook_endpoint.create",
+        target=created.id,
+        # The host only: a URL's path or query may carry the shop's own token.
+        data={"host": urlsplit(created.url).hostname, "eventTypes": created.event_types},
+    )
+    return created
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
-async def list_endpoints(hooks: Webhooks, merchant: Owner) -> EndpointList:
+async def list_endpoints(hooks: Webhooks, who: Shop) -> EndpointList:
     with _answers():
-        return EndpointList(endpoints=await hooks.list_endpoints(merchant))
+        return EndpointList(endpoints=await hooks.list_endpoints(who.merchant))
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=Endpoint)
-async def get_endpoint(endpoint_id: EndpointId, hooks: Webhooks, merchant: Owner) -> Endpoint:
+async def get_endpoint(endpoint_id: EndpointId, hooks: Webhooks, who: Shop) -> Endpoint:
     with _answers():
-        return await hooks.get(endpoint_id, merchant)
+        return await hooks.get(endpoint_id, who.merchant)
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=Endpoint)
 async def update_endpoint(
-    endpoint_id: EndpointId, body: EndpointUpdate, hooks: Webhooks, merchant: Owner
+    endpoint_id: EndpointId, body: EndpointUpdate, hooks: Webhooks, who: Shop, request: Request
 ) -> Endpoint:
     """Enable or disable, change the event types, the URL or the description."""
     with _answers():
-        return await hooks.update(endpoint_id, body, merchant)
+        updated = await hooks.update(endpoint_id, body, who.merchant)
+    await audit(
+        request,
+        "webhook_endpoint.update",
+        target=endpoint_id,
+        data={"changed": sorted(body.model_dump(exclude_unset=True, by_alias=True))},
+    )
+    return updated
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: EndpointId, hooks: Webhooks, merchant: Owner) -> Response:
+async def delete_endpoint(
+    endpoint_id: EndpointId, hooks: Webhooks, who: Shop, request: Request
+) -> Response:
     """Remove the endpoint and its deliveries."""
     with _answers():
-        await hooks.delete(endpoint_id, merchant)
+        await hooks.delete(endpoint_id, who.merchant)
+    await audit(request, "webhook_endpoint.delete", target=endpoint_id)
     return Response(status_code=204)
 
 
@@ -91,7 +115,8 @@ async def delete_endpoint(endpoint_id: EndpointId, hooks: Webhooks, merchant: Ow
 async def rotate_secret(
     endpoint_id: EndpointId,
     hooks: Webhooks,
-    merchant: Owner,
+    who: Shop,
+    request: Request,
     body: RotateSecret | None = None,
 ) -> SecretRotated:
     """A new signing secret (shown only here); the old one keeps signing alongside it for 24 h
@@ -100,14 +125,21 @@ async def rotate_secret(
     if body is not None and body.overlap_hours is not None:
         overlap = timedelta(hours=body.overlap_hours)
     with _answers():
-        return await hooks.rotate_secret(endpoint_id, merchant, overlap=overlap)
+        rotated = await hooks.rotate_secret(endpoint_id, who.merchant, overlap=overlap)
+    await audit(
+        request,
+        "webhook_endpoint.rotate_secret",
+        target=endpoint_id,
+        data={"overlapHours": body.overlap_hours if body is not None else None},
+    )
+    return rotated
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/deliveries", response_model=DeliveryList)
 async def list_deliveries(
     endpoint_id: EndpointId,
     hooks: Webhooks,
-    merchant: Owner,
+    who: Shop,
     status: DeliveryStatus | None = None,
     order_ref: Annotated[
         str | None, Query(alias="orderRef", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -119,7 +151,12 @@ async def list_deliveries(
     latency, error) and, while pending, the next attempt's time."""
     with _answers():
         return await hooks.deliveries(
-            endpoint_id, merchant, status=status, order_ref=order_ref, before=before, limit=limit
+            endpoint_id,
+            who.merchant,
+            status=status,
+            order_ref=order_ref,
+            before=before,
+            limit=limit,
         )
 
 
@@ -132,12 +169,17 @@ async def resend_delivery(
     endpoint_id: EndpointId,
     delivery_id: Annotated[int, Path(ge=1)],
     hooks: Webhooks,
-    merchant: Owner,
+    who: Shop,
+    request: Request,
 ) -> Delivery:
     """Send the delivery again now (with the failed ones of the same order before it, in
     order). 409 ``delivery_in_flight`` while it is being sent."""
     with _answers():
-        return await hooks.resend(endpoint_id, delivery_id, merchant)
+        resent = await hooks.resend(endpoint_id, delivery_id, who.merchant)
+    await audit(
+        request, "webhook_endpoint.resend", target=endpoint_id, data={"delivery": delivery_id}
+    )
+    return resent
 
 
 # --- the OpenAPI `webhooks` section ----------------------------------------------------------
