@@ -43,6 +43,7 @@ from runtime.reconcile import ReconcileSettings, ensure_schedule
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from runtime.worker_tuning import WorkerTuning
 from store.api import OrderStore
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
@@ -89,9 +90,11 @@ def build_worker(
     ipn_secret: SecretStr,
     graceful_shutdown: timedelta,
     reconcile: ReconcileActivities | None = None,
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """The escrow worker: the workflow, one activity per endpoint, metrics and log context;
-    with ``reconcile``, also the daily reconciliation (docs/reconciliation.md)."""
+    with ``reconcile``, also the daily reconciliation (docs/reconciliation.md); ``tuning``:
+    slots and workflow cache (``ESCROW_WORKER_*``, docs/deployment.md), else the SDK's."""
     activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
     workflows: list[type] = [EscrowOrderWorkflow]
     registered: list[Any] = list(activities.all())
@@ -105,6 +108,7 @@ def build_worker(
         activities=registered,
         interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
         graceful_shutdown_timeout=graceful_shutdown,
+        **(tuning.worker_kwargs() if tuning is not None else {}),
     )
 
 
@@ -139,6 +143,7 @@ async def run_worker(
         runtime=temporal_runtime(metrics.sdk_metrics_address),
     )
     reconciling = ReconcileSettings()
+    tuning = WorkerTuning()
     async with CotpayClient(cotpay) as cotpay_client, OrderStore.open() as store:
         await store.ensure_schema()
         reconcile = ReconcileActivities(
@@ -162,6 +167,7 @@ async def run_worker(
             ipn_secret=escrow.ipn_secret,
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
             reconcile=reconcile,
+            tuning=tuning,
         )
         async with worker:
             await schedule_reconciliation(client, reconciling, temporal.task_queue)
@@ -171,6 +177,7 @@ async def run_worker(
                 namespace=temporal.namespace,
                 task_queue=temporal.task_queue,
                 cotpay=cotpay.base_url,
+                **tuning.effective(),
             )
             await stop.wait()
             log.info("worker.stopping")

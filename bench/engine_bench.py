@@ -1,0 +1,241 @@
+"""Section ``engine``: escrow orders against the engine's limit, on one dev server in one run.
+
+The stack is ``bench/process_stack.py``: the dev server, the sandbox, the escrow worker, the
+gateway and the engine baseline's worker, each its own process. After a warm-up, three batches
+run one after another with the same count and the same number in flight: engine, escrow,
+engine again (the engine figure is the mean of the two, so a machine that gets busier or quieter
+during the run moves both sides). Then the happy-path history is counted, and IPN intake over
+HTTP is timed against a raw signal (``bench/ipn_intake.py``). Every batch reports the CPU each
+process spent per order, which says what bounds the ratio on a machine whose cores are busy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from bench import drivers, ipn_intake
+from bench.drivers import (
+    EscrowDriver,
+    OrderTiming,
+    PollingWaiter,
+    batch_figures,
+    buyer_id,
+    engine_order,
+    engine_workflow_id,
+    gateway_client,
+    in_flight,
+)
+from bench.process_stack import ProcessStack, process_stack
+from bench.stats import Deadline, ratio
+from workflows.models import workflow_id_for
+
+HISTORY_SAMPLES = 3
+TARGETS = {
+    "escrow_over_engine_throughput": (">=", 0.85),
+    "ipn_over_signal_p99": ("<=", 1.15),
+    "history_events_happy_path": ("<=", 50),
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    orders: int
+    in_flight: int
+    poll_ms: float
+    ipn_orders: int
+    ipn_rounds: int
+    ipn_concurrency: int
+
+    @classmethod
+    def for_run(
+        cls, *, quick: bool, orders: int | None = None, in_flight: int | None = None
+    ) -> EngineOptions:
+        if quick:
+            return cls(
+                orders=orders or 8,
+                in_flight=in_flight or 4,
+                poll_ms=drivers.POLL_S * 1000,
+                ipn_orders=4,
+                ipn_rounds=2,
+                ipn_concurrency=4,
+            )
+        return cls(
+            orders=orders or 120,
+            in_flight=in_flight or 40,
+            poll_ms=drivers.POLL_S * 1000,
+            ipn_orders=40,
+            ipn_rounds=10,
+            ipn_concurrency=8,
+        )
+
+
+def cpu_per_order(
+    before: dict[str, float], after: dict[str, float], orders: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per order, per process, and their ``total``."""
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    figures = {name: round(seconds * 1000 / orders, 2) for name, seconds in sorted(spent.items())}
+    figures["total"] = round(sum(spent.values()) * 1000 / orders, 2)
+    return figures
+
+
+async def timed_batch(
+    stack: ProcessStack,
+    count: int,
+    limit: int,
+    order: Callable[[int], Awaitable[OrderTiming]],
+) -> dict[str, Any]:
+    before = stack.cpu_seconds()
+    timings = await in_flight(count, limit, order)
+    after = stack.cpu_seconds()
+    figures = batch_figures(timings)
+    figures["cpu_ms_per_order"] = cpu_per_order(before, after, count)
+    return figures
+
+
+def targets(ratios: dict[str, float]) -> dict[str, dict[str, Any]]:
+    met: dict[str, dict[str, Any]] = {}
+    for name, (op, bound) in TARGETS.items():
+        value = ratios.get(name)
+        ok = None if value is None else (value >= bound if op == ">=" else value <= bound)
+        met[name] = {"value": value, "target": f"{op} {bound}", "met": ok}
+    return met
+
+
+async def history_figures(client: Client, refs: list[str], engine_ref: str) -> dict[str, Any]:
+    counts = []
+    kinds: Counter[str] = Counter()
+    for ref in refs:
+        events = await drivers.history_events(client, workflow_id_for(ref))
+        counts.append(len(events))
+        kinds = Counter(events)
+    engine_events = await drivers.history_events(client, engine_workflow_id(engine_ref))
+    return {
+        "escrow_events": int(median(counts)),
+        "escrow_events_by_type": dict(kinds.most_common()),
+        "engine_events": len(engine_events),
+    }
+
+
+async def run(
+    *, quick: bool, deadline: Deadline, options: EngineOptions | None = None
+) -> dict[str, Any]:
+    opts = options or EngineOptions.for_run(quick=quick)
+    tag = secrets.token_hex(3)
+    with tempfile.TemporaryDirectory(prefix="cotpay-bench-engine-") as tmp:
+        async with process_stack(Path(tmp), engine=True) as stack:
+            return await _measure(stack, opts, tag, deadline)
+
+
+async def _measure(
+    stack: ProcessStack, opts: EngineOptions, tag: str, deadline: Deadline
+) -> dict[str, Any]:
+    client = await stack.client()
+    gateways = [gateway_client(url, stack.api_key) for url in stack.gateways]
+    sandbox = httpx.AsyncClient(base_url=stack.sandbox_url, timeout=30.0)
+    sender = ipn_intake.IpnSender(stack, client, stack.gateways)
+    warm = 2
+    try:
+        await drivers.create_users(sandbox, warm + opts.orders + opts.ipn_orders)
+        waiter = PollingWaiter(gateways, opts.poll_ms / 1000)
+        escrow = EscrowDriver(gateways, sandbox, client, waiter, deadline)
+
+        def escrow_ref(phase: str, i: int) -> str:
+            return f"bench-{tag}-{phase}-{i}"
+
+        for i in range(warm):
+            await escrow.order(i, escrow_ref("warm", i), buyer_id(i))
+            await engine_order(client, escrow_ref("warm", i), deadline)
+
+        async def engine_batch(phase: str) -> dict[str, Any]:
+            return await timed_batch(
+                stack,
+                opts.orders,
+                opts.in_flight,
+                lambda i: engine_order(client, escrow_ref(phase, i), deadline),
+            )
+
+        engine_1 = await engine_batch("engine1")
+        escrow_batch = await timed_batch(
+            stack,
+            opts.orders,
+            opts.in_flight,
+            lambda i: escrow.order(i, escrow_ref("escrow", i), buyer_id(warm + i)),
+        )
+        engine_2 = await engine_batch("engine2")
+        history = await history_figures(
+            client,
+            [escrow_ref("escrow", i) for i in range(min(HISTORY_SAMPLES, opts.orders))],
+            escrow_ref("engine1", 0),
+        )
+        parked = await _park(gateways, opts, tag, warm + opts.orders)
+        ipn = await ipn_intake.measure(
+            sender,
+            parked,
+            amount=drivers.AMOUNT,
+            rounds=opts.ipn_rounds,
+            concurrency=opts.ipn_concurrency,
+            deadline=deadline,
+        )
+    finally:
+        await sender.aclose()
+        await sandbox.aclose()
+        for gateway in gateways:
+            await gateway.aclose()
+    engine_rate = (engine_1["orders_per_s"] + engine_2["orders_per_s"]) / 2
+    ratios = {
+        "escrow_over_engine_throughput": ratio(escrow_batch["orders_per_s"], engine_rate),
+        "ipn_over_signal_p50": ipn["ipn_over_signal_p50"],
+        "ipn_over_signal_p99": ipn["ipn_over_signal_p99"],
+        "history_events_happy_path": history["escrow_events"],
+        "escrow_over_engine_cpu_per_order": ratio(
+            escrow_batch["cpu_ms_per_order"]["total"],
+            (engine_1["cpu_ms_per_order"]["total"] + engine_2["cpu_ms_per_order"]["total"]) / 2,
+        ),
+    }
+    return {
+        "orders": opts.orders,
+        "in_flight": opts.in_flight,
+        "driver": {
+            "waits_by": "polling",
+            "poll_interval_ms": opts.poll_ms,
+            "status_reads": waiter.reads,
+        },
+        "worker_settings": stack.worker_settings or "SDK defaults",
+        "engine_1": engine_1,
+        "escrow": escrow_batch,
+        "engine_2": engine_2,
+        "engine_orders_per_s": round(engine_rate, 2),
+        "history": history,
+        "ipn_intake": ipn,
+        "ratios": ratios,
+        "targets": targets(ratios),
+    }
+
+
+async def _park(
+    gateways: list[httpx.AsyncClient], opts: EngineOptions, tag: str, first_buyer: int
+) -> list[tuple[str, int]]:
+    """Start ``opts.ipn_orders`` escrow orders and leave them in AWAITING_PAYMENT."""
+    parked: list[tuple[str, int]] = []
+
+    async def one(i: int) -> OrderTiming:
+        ref = f"bench-{tag}-ipn-{i}"
+        view = await drivers.start_escrow(
+            gateways[i % len(gateways)], ref, buyer_id(first_buyer + i)
+        )
+        parked.append((ref, int(view["cotpayOrderId"])))
+        return OrderTiming(0.0, 0.0, 0.0)
+
+    await in_flight(opts.ipn_orders, opts.in_flight, one)
+    return sorted(parked)
