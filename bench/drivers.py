@@ -113,12 +113,20 @@ class PollingWaiter:
         self.gateways = gateways
         self.interval = interval
         self.reads = 0
+        self.unavailable = 0
+        self.last_error = ""
 
     async def wait(self, ref: str, status: EscrowStatus, deadline: Deadline) -> dict[str, Any]:
         while True:
             gateway = self.gateways[self.reads % len(self.gateways)]
             self.reads += 1
             r = await gateway.get(f"/v1/orders/{ref}")
+            if r.status_code == 503:  # a shop retries a read that Temporal did not answer
+                self.unavailable += 1
+                self.last_error = r.text[:300]
+                deadline.check(f"order {ref} waiting for {status.value}")
+                await asyncio.sleep(self.interval)
+                continue
             r.raise_for_status()
             view: dict[str, Any] = r.json()
             now = EscrowStatus(view["status"])
@@ -229,3 +237,26 @@ async def history_events(client: Client, workflow_id: str) -> list[str]:
 
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+
+
+_TASK = ("WORKFLOW_TASK_SCHEDULED", "WORKFLOW_TASK_STARTED", "WORKFLOW_TASK_COMPLETED")
+_ACTIVITY = ("ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_STARTED", "ACTIVITY_TASK_COMPLETED")
+
+
+def compact(events: list[str]) -> str:
+    """The event types in one line: ``WFT`` for a scheduled/started/completed workflow task,
+    ``ACT`` for a scheduled/started/completed activity with nothing in between."""
+    out: list[str] = []
+    i = 0
+    while i < len(events):
+        window = tuple(events[i : i + 3])
+        if window == _TASK:
+            out.append("WFT")
+            i += 3
+        elif window == _ACTIVITY:
+            out.append("ACT")
+            i += 3
+        else:
+            out.append(events[i])
+            i += 1
+    return " ".join(out)

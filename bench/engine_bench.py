@@ -35,9 +35,10 @@ from bench.drivers import (
     gateway_client,
     in_flight,
 )
+from bench.engine_workflow import ENGINE_TASK_QUEUE
 from bench.process_stack import ProcessStack, process_stack
 from bench.stats import Deadline, ratio
-from workflows.models import workflow_id_for
+from workflows.models import TASK_QUEUE, workflow_id_for
 
 HISTORY_SAMPLES = 3
 TARGETS = {
@@ -114,16 +115,17 @@ def targets(ratios: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 async def history_figures(client: Client, refs: list[str], engine_ref: str) -> dict[str, Any]:
     counts = []
-    kinds: Counter[str] = Counter()
+    events: list[str] = []
     for ref in refs:
         events = await drivers.history_events(client, workflow_id_for(ref))
         counts.append(len(events))
-        kinds = Counter(events)
     engine_events = await drivers.history_events(client, engine_workflow_id(engine_ref))
     return {
         "escrow_events": int(median(counts)),
-        "escrow_events_by_type": dict(kinds.most_common()),
+        "escrow_events_by_type": dict(Counter(events).most_common()),
+        "escrow_sequence": drivers.compact(events),
         "engine_events": len(engine_events),
+        "engine_sequence": drivers.compact(engine_events),
     }
 
 
@@ -141,6 +143,8 @@ async def _measure(
     stack: ProcessStack, opts: EngineOptions, tag: str, deadline: Deadline
 ) -> dict[str, Any]:
     client = await stack.client()
+    await stack.wait_workers(client, TASK_QUEUE, "worker")
+    await stack.wait_workers(client, ENGINE_TASK_QUEUE, "engine-worker")
     gateways = [gateway_client(url, stack.api_key) for url in stack.gateways]
     sandbox = httpx.AsyncClient(base_url=stack.sandbox_url, timeout=30.0)
     sender = ipn_intake.IpnSender(stack, client, stack.gateways)
@@ -210,6 +214,8 @@ async def _measure(
             "waits_by": "polling",
             "poll_interval_ms": opts.poll_ms,
             "status_reads": waiter.reads,
+            "status_reads_unavailable": waiter.unavailable,
+            "last_unavailable": waiter.last_error,
         },
         "worker_settings": stack.worker_settings or "SDK defaults",
         "engine_1": engine_1,

@@ -14,15 +14,20 @@ be split by process; ``rss_bytes(name)`` reads one part's resident memory.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from runtime.codec import CodecSettings, escrow_data_converter
@@ -78,6 +83,25 @@ class ProcessStack:
             TemporalConfig(address=self.plan.temporal_address, task_queue=TASK_QUEUE),
             data_converter=escrow_data_converter(codec),
         )
+
+    async def wait_workers(self, client: Client, task_queue: str, *names: str) -> None:
+        """Until the worker processes ``names`` poll ``task_queue`` for workflow tasks (a worker
+        answers no health check; it is ready when it polls; its identity is ``pid@host``)."""
+        pids = {str(self.pid(name)) for name in names}
+        deadline = time.monotonic() + READY_TIMEOUT_S * 2
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+        while time.monotonic() < deadline:
+            answer = await client.workflow_service.describe_task_queue(request)
+            if pids <= {p.identity.split("@", 1)[0] for p in answer.pollers}:
+                return
+            for name, code in self.stack.died():
+                raise RuntimeError(f"{name} exited with code {code}")
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"{', '.join(names)} did not poll {task_queue} in time")
 
     def pid(self, name: str) -> int | None:
         part = self.stack.part(name)
