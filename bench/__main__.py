@@ -72,7 +72,7 @@ def runners(args: argparse.Namespace) -> dict[str, Runner]:
 
     async def engine(*, quick: bool, deadline: Deadline) -> dict[str, Any]:
         options = engine_bench.EngineOptions.for_run(
-            quick=quick, orders=args.orders, in_flight=args.in_flight
+            quick=quick, orders=args.orders, in_flight=args.in_flight, profile_dir=args.profile
         )
         return await engine_bench.run(quick=quick, deadline=deadline, options=options)
 
@@ -197,6 +197,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cache", type=int, help="the memory section's worker cache (max_cached_workflows)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="engine: py-spy profiles of worker, gateway, sandbox during the escrow batch here",
     )
     return parser.parse_args(argv)
 

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from bench import drivers, ipn_intake
+from bench import drivers, ipn_intake, profiling
 from bench.drivers import (
     EscrowDriver,
     OrderTiming,
@@ -56,10 +56,16 @@ class EngineOptions:
     ipn_orders: int
     ipn_rounds: int
     ipn_concurrency: int
+    profile_dir: Path | None = None
 
     @classmethod
     def for_run(
-        cls, *, quick: bool, orders: int | None = None, in_flight: int | None = None
+        cls,
+        *,
+        quick: bool,
+        orders: int | None = None,
+        in_flight: int | None = None,
+        profile_dir: Path | None = None,
     ) -> EngineOptions:
         if quick:
             return cls(
@@ -69,6 +75,7 @@ class EngineOptions:
                 ipn_orders=4,
                 ipn_rounds=2,
                 ipn_concurrency=4,
+                profile_dir=profile_dir,
             )
         return cls(
             orders=orders or 120,
@@ -77,6 +84,7 @@ class EngineOptions:
             ipn_orders=40,
             ipn_rounds=10,
             ipn_concurrency=8,
+            profile_dir=profile_dir,
         )
 
 
@@ -170,12 +178,21 @@ async def _measure(
             )
 
         engine_1 = await engine_batch("engine1")
+        recording = None
+        if opts.profile_dir is not None:
+            pids = {name: stack.pid(name) for name in ("worker", "gateway", "sandbox")}
+            recording = profiling.Recording(
+                opts.profile_dir, {k: v for k, v in pids.items() if v is not None}
+            )
+            await recording.start()
         escrow_batch = await timed_batch(
             stack,
             opts.orders,
             opts.in_flight,
             lambda i: escrow.order(i, escrow_ref("escrow", i), buyer_id(warm + i)),
         )
+        if recording is not None:
+            escrow_batch["profile"] = await recording.stop()
         engine_2 = await engine_batch("engine2")
         history = await history_figures(
             client,

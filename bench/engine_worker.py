@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from bench.engine_workflow import ENGINE_TASK_QUEUE, EngineOrderWorkflow, engine_step
 from cotpay.logs import configure_logging
 from runtime.temporal import TemporalConfig, connect
-from runtime.worker_tuning import WorkerTuning
+from runtime.worker_tuning import WorkerTuning, shared_modules_runner
 
 
 async def serve() -> None:
@@ -25,12 +25,16 @@ async def serve() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await connect(TemporalConfig.from_env())
+    tuning = WorkerTuning()
+    options = tuning.worker_kwargs()
+    if not tuning.reload_workflow_modules:
+        options["workflow_runner"] = shared_modules_runner("bench")
     worker = Worker(
         client,
         task_queue=ENGINE_TASK_QUEUE,
         workflows=[EngineOrderWorkflow],
         activities=[engine_step],
-        **WorkerTuning().worker_kwargs(),
+        **options,
     )
     async with worker:
         await stop.wait()

@@ -49,10 +49,21 @@ from workflows.models import TASK_QUEUE, PayoutRule
 HOST = "127.0.0.1"
 _OWN_PREFIXES = ("TEMPORAL_", "COTPAY_", "ESCROW_")
 BENCH_PART = "bench"
+WORKER_PREFIX = "ESCROW_WORKER_"
 
 
 def _caller_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+    """The caller's environment without its Temporal, Cotpay and service settings, except the
+    workers' slots and cache (``ESCROW_WORKER_*``), which a run may set to compare them."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_OWN_PREFIXES) or k.startswith(WORKER_PREFIX)
+    }
+
+
+def worker_settings_from_caller() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(WORKER_PREFIX)}
 
 
 @dataclass
@@ -189,7 +200,7 @@ async def process_stack(
     prepare(plan)
     base = local_stack(plan)
     gateway_urls = [f"http://{HOST}:{port}" for port in gateway_ports]
-    worker_extra = dict(worker_env or {})
+    worker_extra = {**worker_settings_from_caller(), **(worker_env or {})}
     parts: list[Part] = []
     for part in base.parts:
         if part.name == "worker":
