@@ -21,6 +21,7 @@ COPY starter starter
 COPY runtime runtime
 COPY sandbox sandbox
 COPY store store
+COPY webhooks webhooks
 RUN pip install --no-deps --no-build-isolation . \
     && pip uninstall -y hatchling pathspec pluggy trove-classifiers packaging \
     && pip check

@@ -4,6 +4,9 @@ Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``;
 docs/deployment.md); the runtime (connection, metrics, tracing) from ``runtime/``. The worker owns
 the Cotpay client (one pooled HTTP client for all activities) and closes it on shutdown; SIGINT
 and SIGTERM stop polling, let running activities finish (up to one HTTP timeout) and exit 0.
+It also runs the webhook dispatcher beside the worker (docs/webhooks.md) unless
+``ESCROW_WEBHOOK_DISPATCHER=false``: a separate asyncio task on the order store, which never
+touches Temporal or the activities.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import (
@@ -45,6 +48,8 @@ from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
 from runtime.worker_tuning import WorkerTuning
 from store.api import OrderStore
+from webhooks.dispatcher import Dispatcher
+from webhooks.settings import WebhookSettings
 from workflows.calls import START_TO_CLOSE
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.reconciliation import EscrowReconciliationWorkflow
@@ -125,6 +130,18 @@ async def schedule_reconciliation(
     log.info("reconcile.schedule", outcome=outcome, cron=settings.cron, tz=settings.time_zone)
 
 
+def webhook_dispatcher() -> Dispatcher | None:
+    """The webhook dispatcher this worker runs (docs/webhooks.md); None when
+    ``ESCROW_WEBHOOK_DISPATCHER=false``, or when its settings are unusable: that is logged, and
+    the worker runs orders all the same (webhooks never hold money up)."""
+    try:
+        hooks = WebhookSettings()
+        return Dispatcher.from_env(hooks) if hooks.dispatcher else None
+    except (ValidationError, ValueError, OSError) as err:
+        log.error("webhooks.dispatcher_not_started", error=str(err)[:300])
+        return None
+
+
 async def run_worker(
     temporal: TemporalConfig,
     cotpay: CotpaySettings,
@@ -169,18 +186,30 @@ async def run_worker(
             reconcile=reconcile,
             tuning=tuning,
         )
-        async with worker:
-            await schedule_reconciliation(client, reconciling, temporal.task_queue)
-            log.info(
-                "worker.started",
-                address=temporal.address,
-                namespace=temporal.namespace,
-                task_queue=temporal.task_queue,
-                cotpay=cotpay.base_url,
-                **tuning.effective(),
-            )
-            await stop.wait()
-            log.info("worker.stopping")
+        dispatcher = webhook_dispatcher()
+        dispatching: asyncio.Task[None] | None = None
+        try:
+            async with worker:
+                await schedule_reconciliation(client, reconciling, temporal.task_queue)
+                if dispatcher is not None:
+                    dispatching = asyncio.create_task(dispatcher.run(stop))
+                log.info(
+                    "worker.started",
+                    address=temporal.address,
+                    namespace=temporal.namespace,
+                    task_queue=temporal.task_queue,
+                    cotpay=cotpay.base_url,
+                    webhooks=dispatcher is not None,
+                    **tuning.effective(),
+                )
+                await stop.wait()
+                log.info("worker.stopping")
+        finally:
+            if dispatcher is not None:
+                stop.set()  # the dispatcher stops with the worker, also when the worker failed
+                if dispatching is not None:
+                    await dispatching
+                await dispatcher.db.close()
     shutdown_tracing()
     log.info("worker.stopped")
 

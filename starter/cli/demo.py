@@ -8,12 +8,18 @@ payout is not allowed before 16:00 (Vietnam) the next day. By default (``--shift
 demo sets the sandbox clock back a few days while the buyer pays, so the hold Cotpay reports (and
 the workflow counts from) lies before that instant and the payout follows at once; with
 ``--no-shift-clock`` it says when the payout is due and stops there.
+
+Webhooks (docs/webhooks.md): unless ``--no-webhooks``, the demo first serves a local receiver,
+registers it at ``POST /v1/webhook-endpoints`` and prints each event as it arrives, its
+Standard Webhooks signature checked with the ``standardwebhooks`` library; it removes the
+endpoint at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
@@ -26,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from webhooks.receiver import ReceivedEvent, WebhookReceiver, event_line
 from workflows.models import EscrowStatus
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
@@ -36,6 +43,9 @@ POLL_S = 0.5
 BACKDATE = timedelta(days=3)
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 PROGRESS_EVERY_S = 5.0
+WEBHOOK_WAIT_S = 10.0
+WEBHOOK_QUIET_S = 2.0
+FINAL_EVENTS = frozenset({"order.paid_out", "order.refunded", "order.failed", "order.expired"})
 
 
 # Statuses the demo's order should never reach: waiting on would be pointless.
@@ -88,6 +98,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "back-date the payment in the sandbox so Cotpay's T+1 16:00 instant has passed and"
             " the payout happens now (default); --no-shift-clock shows the real wait"
         ),
+    )
+    parser.add_argument(
+        "--webhooks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register a local webhook receiver and print each event as it arrives (default)",
     )
     parser.set_defaults(func=_main)
 
@@ -212,6 +228,70 @@ async def _restore_sandbox(demo: Demo, previous: float) -> None:
     demo.out("   --shift-clock: sandbox clock restored")
 
 
+class WebhookListener:
+    """The demo's webhook receiver, registered at the gateway for the run of the demo."""
+
+    def __init__(self, gateway: httpx.AsyncClient, out: Callable[[str], None]) -> None:
+        self.gateway = gateway
+        self.out = out
+        self.events: list[ReceivedEvent] = []
+        self.last = time.monotonic()
+        self.receiver = WebhookReceiver(self._arrived, on_refused=self._refused)
+        self.endpoint: str | None = None
+
+    def _arrived(self, event: ReceivedEvent) -> None:
+        self.events.append(event)
+        self.last = time.monotonic()
+        self.out(event_line(event))
+
+    def _refused(self, reason: str) -> None:
+        self.out(f"  webhook  REFUSED: {reason}")
+
+    async def register(self) -> None:
+        response = await self.gateway.post(
+            "/v1/webhook-endpoints",
+            json={"url": self.receiver.url, "description": "cotpay-escrow demo receiver"},
+        )
+        if response.status_code != 201:
+            self.out(
+                f"0. webhooks: the gateway did not register a receiver (HTTP"
+                f" {response.status_code} {response.text[:200]}); going on without"
+            )
+            return
+        body = response.json()
+        self.endpoint = body["id"]
+        self.receiver.secret = body["secret"]
+        self.out(
+            f"0. webhook receiver {self.receiver.url} registered ({self.endpoint}):"
+            " each event is printed as it arrives, its signature checked"
+        )
+
+    async def finish(self) -> None:
+        """Wait (bounded) for the order's last events, say what arrived, remove the endpoint."""
+        if self.endpoint is None:
+            return
+        started = time.monotonic()
+        deadline = started + WEBHOOK_WAIT_S
+        while time.monotonic() < deadline:
+            if {e.type for e in self.events} & FINAL_EVENTS:
+                break
+            if time.monotonic() - max(self.last, started) > WEBHOOK_QUIET_S:
+                break  # nothing more for a while
+            await asyncio.sleep(0.1)
+        if self.events:
+            self.out(
+                f"6. {len(self.events)} webhook event(s) received, every signature checked with"
+                " the standardwebhooks library"
+            )
+        else:
+            self.out(
+                "6. no webhook arrived: the worker sends them from the order store"
+                " (docs/webhooks.md)"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            await self.gateway.delete(f"/v1/webhook-endpoints/{self.endpoint}")
+
+
 async def run_demo(
     gateway_url: str,
     sandbox_url: str,
@@ -221,7 +301,47 @@ async def run_demo(
     step_timeout: float = 60.0,
     shift_clock: bool = True,
     ui_url: str | None = None,
+    webhooks: bool = True,
     out: Callable[[str], None] = print,
+) -> int:
+    """The demo; with ``webhooks``, a receiver registered for its duration prints the events."""
+
+    async def drive() -> int:
+        return await _run_demo(
+            gateway_url,
+            sandbox_url,
+            api_key=api_key,
+            amount=amount,
+            step_timeout=step_timeout,
+            shift_clock=shift_clock,
+            ui_url=ui_url,
+            out=out,
+        )
+
+    if not webhooks:
+        return await drive()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=gateway_url, headers=headers, timeout=30.0) as gateway:
+        listener = WebhookListener(gateway, out)
+        async with listener.receiver:
+            await listener.register()
+            try:
+                code = await drive()
+            finally:
+                await listener.finish()
+            return code
+
+
+async def _run_demo(
+    gateway_url: str,
+    sandbox_url: str,
+    *,
+    api_key: str,
+    amount: int,
+    step_timeout: float,
+    shift_clock: bool,
+    ui_url: str | None,
+    out: Callable[[str], None],
 ) -> int:
     headers = {"Authorization": f"Bearer {api_key}"}
     async with (
@@ -307,6 +427,7 @@ def _main(args: argparse.Namespace) -> int:
                 step_timeout=args.timeout,
                 shift_clock=args.shift_clock,
                 ui_url=args.ui_url.rstrip("/"),
+                webhooks=args.webhooks,
             )
         )
     except DemoError as exc:

@@ -29,19 +29,21 @@ from runtime.metrics import (
 from runtime.settings import EscrowSettings
 from runtime.tracing import instrument_app
 from starter.client import EscrowClient
-from starter.gateway.deps import GatewayContext
+from starter.gateway.deps import GatewayContext, WebhookHolder
 from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.language import Localize
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
+from starter.gateway.routes import webhooks as webhook_routes
 from starter.gateway.routes.docs import install_docs
 from store import reconcile
 from store.api import OrderStore
 from store.errors import SchemaBehind, StoreUnavailable
 from store.models import FindingKind
 from store.settings import StoreSettings
+from webhooks.service import WebhookService
 
 log = structlog.get_logger("cotpay_escrow.gateway")
 
@@ -65,6 +67,7 @@ def _lifespan(client: Client, interval: float, store: OrderStore, owned: bool) -
                 await task
             if owned:
                 await store.close()
+            await _app.state.webhooks.close()
 
     return lifespan
 
@@ -104,9 +107,11 @@ def create_app(
     *,
     orders: EscrowClient | None = None,
     store: OrderStore | None = None,
+    webhooks: WebhookService | None = None,
 ) -> FastAPI:
     """The gateway app over a connected Temporal client (pydantic data converter). Without
-    ``store``, the app opens the one ``ESCROW_DATABASE_URL`` names and closes it at shutdown."""
+    ``store``, the app opens the one ``ESCROW_DATABASE_URL`` names and closes it at shutdown.
+    Webhook endpoints live in the order store (``webhooks``, else opened on first use)."""
     api_keys = escrow.api_key_list()
     if not api_keys:
         log.warning("gateway.no_api_keys", detail="ESCROW_API_KEYS is empty: /v1 refuses all")
@@ -129,6 +134,7 @@ def create_app(
         ipn_key=merchant_key(cotpay),
         store=order_store,
     )
+    app.state.webhooks = WebhookHolder(webhooks)
     instrument_app(app)
     app.add_middleware(ApiKeyAuth, keys=api_keys)
     app.add_middleware(BodyLimit, max_bytes=escrow.max_body_bytes)
@@ -144,10 +150,12 @@ def create_app(
         operator.router,
         exports.router,
         reports.router,
+        webhook_routes.router,
     )
     for v1 in v1_routers:
         app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
+    webhook_routes.document_webhooks(app)
     mount_metrics(app)
     app.include_router(health.router)
     if escrow.api_docs:

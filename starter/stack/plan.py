@@ -137,6 +137,7 @@ def plan_stack(
             "ESCROW_GATEWAY_HOST": plan.host,
             "ESCROW_GATEWAY_PORT": str(plan.gateway_port),
             "ESCROW_PAYOUT_RULE": plan.payout_rule,
+            # The order store (webhooks and orders) of this stack: beside its other data.
             "ESCROW_DATABASE_URL": environ.get("ESCROW_DATABASE_URL")
             or f"sqlite+aiosqlite:///{data_dir / 'escrow.db'}",
         }

@@ -21,6 +21,7 @@ PROJECT = {
     "activities",
     "store",
     "runtime",
+    "webhooks",
     "starter",
     "worker",
     "bench",
@@ -35,8 +36,18 @@ ALLOWED: dict[str, set[str]] = {
     "workflows": {"cotpay", "activities", "store"},
     "store": {"cotpay", "workflows", "runtime"},
     "runtime": {"cotpay", "workflows", "store"},
-    "worker": {"cotpay", "workflows", "activities", "runtime", "store"},
-    "starter": {"cotpay", "sandbox", "workflows", "activities", "runtime", "store", "worker"},
+    "webhooks": {"workflows", "store", "runtime"},
+    "worker": {"cotpay", "workflows", "activities", "runtime", "store", "webhooks"},
+    "starter": {
+        "cotpay",
+        "sandbox",
+        "workflows",
+        "activities",
+        "runtime",
+        "store",
+        "webhooks",
+        "worker",
+    },
 }
 
 IO_LIBRARIES = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("cotpay", "sandbox", "workflows", "activities", "runtime", "starter")
+PRODUCTION = ("cotpay", "sandbox", "workflows", "activities", "runtime", "starter", "webhooks")
 CLI_SHARED = {"starter.cli.output", "starter.cli.actions", "starter.cli.store_actions"}
 
 
@@ -51,6 +51,20 @@ def under(name: str, *packages: str) -> bool:
 def test_runtime_imports_neither_starter_nor_activities_nor_the_worker() -> None:
     for module, names in sources("runtime").items():
         bad = {n for n in names if under(n, "starter", "activities", "sandbox", "worker", "bench")}
+        assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_webhooks_import_neither_starter_nor_activities_nor_temporal() -> None:
+    """The dispatcher runs on the order store only (docs/webhooks.md): no Temporal client, no
+    activity, nothing of the starter side, so the worker and the CLI can both run it."""
+    modules = sources("webhooks")
+    assert modules
+    for module, names in modules.items():
+        bad = {
+            n
+            for n in names
+            if under(n, "starter", "activities", "sandbox", "worker", "bench", "temporalio")
+        }
         assert not bad, f"{module} imports {sorted(bad)}"
 
 

@@ -47,12 +47,19 @@ async def _tables(url: object) -> set[str]:
 async def test_from_empty_to_head(databases: Databases) -> None:
     url = await databases.new()
     assert await migrate.current(url) is None
-    assert await migrate.upgrade(url) == migrate.head_revision() == "0002"
-    assert await migrate.current(url) == "0002"
-    assert {"orders", "order_events", "findings"} <= await _tables(url)
+    assert await migrate.upgrade(url) == migrate.head_revision() == "0003"
+    assert await migrate.current(url) == "0003"
+    assert {
+        "orders",
+        "order_events",
+        "findings",
+        "webhook_endpoints",
+        "webhook_events",
+        "webhook_deliveries",
+    } <= await _tables(url)
     assert await _schema_diff(url) == []
     # Upgrading again is a no-op.
-    assert await migrate.upgrade(url) == "0002"
+    assert await migrate.upgrade(url) == "0003"
 
 
 async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -> None:
@@ -64,7 +71,7 @@ async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -
         result = await old.record(OrderWrite.from_view(full_view("up-1"), created_at=T0))
         assert result.events_inserted == 6
 
-    assert await migrate.upgrade(url) == "0002"
+    assert await migrate.upgrade(url) == "0003"
     assert await _schema_diff(url) == []
     async with OrderStore.open(url) as new:
         got = await new.get_order("up-1")
@@ -81,15 +88,16 @@ async def test_downgrade_to_base_and_back(databases: Databases) -> None:
     await migrate.upgrade(url)
     assert await migrate.downgrade(url, "0001") == "0001"
     assert "findings" not in await _tables(url)
+    assert "webhook_deliveries" not in await _tables(url)
     assert await migrate.downgrade(url, "base") is None
     assert not ({"orders", "order_events"} & await _tables(url))
-    assert await migrate.upgrade(url) == "0002"
+    assert await migrate.upgrade(url) == "0003"
 
 
 async def test_concurrent_upgrades_apply_each_revision_once(databases: Databases) -> None:
     url = await databases.new()
     results = await asyncio.gather(*(migrate.upgrade(url) for _ in range(3)))
-    assert results == ["0002"] * 3
+    assert results == ["0003"] * 3
     assert await _schema_diff(url) == []
 
 
@@ -117,14 +125,14 @@ def test_python_m_store_upgrade(tmp_path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "at revision 0002" in done.stdout
+    assert "at revision 0003" in done.stdout
     current = subprocess.run(
         [sys.executable, "-m", "store", "--url", url, "current"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert current.stdout.strip() == "0002"
+    assert current.stdout.strip() == "0003"
 
 
 def test_python_m_store_reports_an_unreachable_database_without_its_password() -> None:
@@ -151,7 +159,7 @@ async def test_ensure_schema(databases: Databases) -> None:
     async with OrderStore.open(url) as fresh:
         if fresh.dialect == "sqlite":
             # The embedded default creates its schema by itself.
-            assert await fresh.ensure_schema() == "0002"
+            assert await fresh.ensure_schema() == "0003"
         else:
             with pytest.raises(SchemaBehind, match="db upgrade"):
                 await fresh.ensure_schema()
@@ -159,7 +167,7 @@ async def test_ensure_schema(databases: Databases) -> None:
             with pytest.raises(SchemaBehind):
                 await fresh.ensure_schema()
             await migrate.upgrade(url)
-            assert await fresh.ensure_schema() == "0002"
+            assert await fresh.ensure_schema() == "0003"
         await fresh.ping()
-    assert migrate.is_behind(None) and migrate.is_behind("0001")
-    assert not migrate.is_behind("0002") and not migrate.is_behind("9999_from_a_later_release")
+    assert migrate.is_behind(None) and migrate.is_behind("0001") and migrate.is_behind("0002")
+    assert not migrate.is_behind("0003") and not migrate.is_behind("9999_from_a_later_release")

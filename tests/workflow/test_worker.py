@@ -68,6 +68,8 @@ async def test_python_worker_py_stops_cleanly_on_sigterm(
             "TEMPORAL_TASK_QUEUE": f"tq-{uuid.uuid4().hex}",
             "COTPAY_ENVELOPE": "plain",
             "ESCROW_LOG_FORMAT": "json",
+            # The worker's webhook dispatcher opens the order store: not the repo's .data/.
+            "ESCROW_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'escrow.db'}",
         }
     )
     with log.open("wb") as out:
