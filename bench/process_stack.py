@@ -50,6 +50,8 @@ HOST = "127.0.0.1"
 _OWN_PREFIXES = ("TEMPORAL_", "COTPAY_", "ESCROW_")
 BENCH_PART = "bench"
 WORKER_PREFIX = "ESCROW_WORKER_"
+# The worker's webhook dispatcher looks for new status changes this often (production: 1 s).
+WEBHOOK_POLL_S = 0.25
 
 
 def _caller_env() -> dict[str, str]:
@@ -184,6 +186,7 @@ async def process_stack(
         "ESCROW_API_KEYS": api_key,
         "ESCROW_IPN_SECRET": ipn_secret,
         "ESCROW_LOG_FORMAT": "json",
+        "ESCROW_WEBHOOK_POLL_INTERVAL": str(WEBHOOK_POLL_S),
     }
     gateway_ports = [free_port(HOST) for _ in range(gateways)]
     plan = plan_stack(

@@ -21,9 +21,10 @@ import httpx
 
 from bench import drivers
 from bench.drivers import EscrowDriver, PollingWaiter, buyer_id, gateway_client
-from bench.engine_bench import EngineOptions, timed_batch
+from bench.engine_bench import EngineOptions, choose_waiter, driver_figures, timed_batch
 from bench.process_stack import ProcessStack, process_stack
 from bench.stats import Deadline, ratio
+from bench.webhook_waiter import WebhookWaiter
 from workflows.models import TASK_QUEUE
 
 
@@ -46,16 +47,24 @@ async def _measure(stack: ProcessStack, opts: EngineOptions, deadline: Deadline)
     tag = secrets.token_hex(3)
     gateways = [gateway_client(url, stack.api_key) for url in stack.gateways]
     sandbox = httpx.AsyncClient(base_url=stack.sandbox_url, timeout=30.0)
+    hooks = WebhookWaiter(gateways[0])
     warm = 2
     try:
+        await hooks.__aenter__()
         await drivers.create_users(sandbox, warm + 2 * opts.orders)
+        polling = PollingWaiter(gateways, opts.poll_ms / 1000)
+        waiter = await choose_waiter(
+            hooks,
+            polling,
+            EscrowDriver(gateways, sandbox, client, polling, deadline),
+            f"scale-{tag}-warm-0",
+        )
 
         def driver(count: int) -> EscrowDriver:
-            waiter = PollingWaiter(gateways[:count], opts.poll_ms / 1000)
             return EscrowDriver(gateways[:count], sandbox, client, waiter, deadline)
 
         both = driver(2)
-        for i in range(warm):
+        for i in range(1, warm):
             await both.order(i, f"scale-{tag}-warm-{i}", buyer_id(i))
         await stack.stack.stop_part("worker-2")
         one = driver(1)
@@ -75,6 +84,7 @@ async def _measure(stack: ProcessStack, opts: EngineOptions, deadline: Deadline)
         )
         ledger = (await sandbox.get("/sandbox/ledger")).json()
     finally:
+        await hooks.__aexit__(None, None, None)
         await sandbox.aclose()
         for gateway in gateways:
             await gateway.aclose()
@@ -84,6 +94,7 @@ async def _measure(stack: ProcessStack, opts: EngineOptions, deadline: Deadline)
     return {
         "orders": opts.orders,
         "in_flight": opts.in_flight,
+        "driver": driver_figures(waiter, polling, hooks),
         "one_worker_one_gateway": single,
         "two_workers_two_gateways": double,
         "ledger": money,
