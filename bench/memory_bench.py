@@ -47,6 +47,8 @@ BUYERS = 50
 WAKES = 20
 QUICK_WAKES = 3
 MB = 1024 * 1024
+RSS_TARGET_MB = 300
+TARGET_PARKED = 10_000
 
 
 def _order(ref: str, buyer: str) -> OrderInput:
@@ -171,6 +173,13 @@ async def _measure(
         figures["kb_per_order_beyond_cache"] = round(
             (_mb(final) - at_full["rss_mb"]) * 1024 / (count - full), 2
         )
+    figures["targets"] = {
+        "worker_rss_mb": {
+            "value": _mb(final),
+            "target": f"<= {RSS_TARGET_MB} with {TARGET_PARKED} parked",
+            "met": _mb(final) <= RSS_TARGET_MB if count >= TARGET_PARKED else None,
+        }
+    }
     figures["ratios"] = {
         "parked_orders": count,
         "max_cached_workflows": cache,
