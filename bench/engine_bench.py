@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from bench import drivers, ipn_intake, profiling
+from bench import drivers, ipn_intake, profiling, sdk_metrics
 from bench.drivers import (
     EscrowDriver,
     OrderTiming,
@@ -107,11 +107,21 @@ async def timed_batch(
     limit: int,
     order: Callable[[int], Awaitable[OrderTiming]],
 ) -> dict[str, Any]:
+    rpcs_before = {name: await sdk_metrics.requests(a) for name, a in stack.sdk_metrics.items()}
     before = stack.cpu_seconds()
     timings = await in_flight(count, limit, order)
     after = stack.cpu_seconds()
     figures = batch_figures(timings)
     figures["cpu_ms_per_order"] = cpu_per_order(before, after, count)
+    if rpcs_before:
+        rpcs = {}
+        for name, address in stack.sdk_metrics.items():
+            counted = sdk_metrics.per_order(
+                rpcs_before[name], await sdk_metrics.requests(address), count
+            )
+            if counted["total"] >= 0.5:  # leave out the idle parts
+                rpcs[name] = counted
+        figures["temporal_rpcs_per_order"] = rpcs
     return figures
 
 
@@ -173,7 +183,7 @@ async def run(
     opts = options or EngineOptions.for_run(quick=quick)
     tag = secrets.token_hex(3)
     with tempfile.TemporaryDirectory(prefix="cotpay-bench-engine-") as tmp:
-        async with process_stack(Path(tmp), engine=True) as stack:
+        async with process_stack(Path(tmp), engine=True, sdk_metrics=True) as stack:
             return await _measure(stack, opts, tag, deadline)
 
 

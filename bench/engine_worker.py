@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from bench.engine_workflow import ENGINE_TASK_QUEUE, EngineOrderWorkflow, engine_step
 from cotpay.logs import configure_logging
+from runtime.metrics import MetricsSettings, temporal_runtime
 from runtime.temporal import TemporalConfig, connect
 from runtime.worker_tuning import WorkerTuning, shared_modules_runner
 
@@ -24,7 +25,10 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(TemporalConfig.from_env())
+    client = await connect(
+        TemporalConfig.from_env(),
+        runtime=temporal_runtime(MetricsSettings().sdk_metrics_address),
+    )
     tuning = WorkerTuning()
     options = tuning.worker_kwargs()
     if not tuning.reload_workflow_modules:

@@ -76,6 +76,8 @@ class ProcessStack:
     api_key: str
     ipn_secret: str
     worker_settings: dict[str, str] = field(default_factory=dict)
+    sdk_metrics: dict[str, str] = field(default_factory=dict)
+    """Part name → the address of its Temporal SDK metrics (``sdk_metrics=True``)."""
 
     @property
     def sandbox_url(self) -> str:
@@ -174,9 +176,11 @@ async def process_stack(
     gateways: int = 1,
     engine: bool = False,
     worker_env: Mapping[str, str] | None = None,
+    sdk_metrics: bool = False,
 ) -> AsyncIterator[ProcessStack]:
     """Start the stack in ``root`` (``workers``/``gateways`` of each, the engine worker when
-    ``engine``); ``worker_env`` goes to every worker (e.g. ``ESCROW_WORKER_*``)."""
+    ``engine``); ``worker_env`` goes to every worker (e.g. ``ESCROW_WORKER_*``); with
+    ``sdk_metrics`` every worker and gateway serves its Temporal SDK metrics on a free port."""
     if workers < 1 or gateways < 1:
         raise ValueError("at least one worker and one gateway")
     api_key = secrets.token_hex(16)
@@ -204,35 +208,64 @@ async def process_stack(
     base = local_stack(plan)
     gateway_urls = [f"http://{HOST}:{port}" for port in gateway_ports]
     worker_extra = {**worker_settings_from_caller(), **(worker_env or {})}
+    metrics: dict[str, str] = {}
+
+    def observed(name: str, extra: Mapping[str, str]) -> dict[str, str]:
+        if not sdk_metrics:
+            return dict(extra)
+        metrics[name] = f"{HOST}:{free_port(HOST)}"
+        return {**extra, "ESCROW_SDK_METRICS_ADDRESS": metrics[name]}
+
     parts: list[Part] = []
     for part in base.parts:
         if part.name == "worker":
-            parts.append(_python_part(plan, "worker", ["-m", "worker"], worker_extra, ready=None))
+            parts.append(
+                _python_part(
+                    plan, "worker", ["-m", "worker"], observed("worker", worker_extra), ready=None
+                )
+            )
             for i in range(1, workers):
                 parts.append(
                     _python_part(
                         plan,
                         f"worker-{i + 1}",
                         ["-m", "worker"],
-                        {**worker_extra, "ESCROW_PUBLIC_URL": gateway_urls[i % gateways]},
+                        observed(
+                            f"worker-{i + 1}",
+                            {**worker_extra, "ESCROW_PUBLIC_URL": gateway_urls[i % gateways]},
+                        ),
                         ready=None,
                     )
                 )
             if engine:
                 parts.append(
                     _python_part(
-                        plan, "engine-worker", ["-m", "bench.engine_worker"], worker_extra, None
+                        plan,
+                        "engine-worker",
+                        ["-m", "bench.engine_worker"],
+                        observed("engine-worker", worker_extra),
+                        None,
                     )
                 )
         elif part.name == "gateway":
-            parts.append(part)
+            parts.append(
+                _python_part(
+                    plan,
+                    "gateway",
+                    ["-m", "starter.cli", "gateway"],
+                    observed("gateway", {}),
+                    ready=_ready(f"{gateway_urls[0]}/healthz"),
+                )
+            )
             for i in range(1, gateways):
                 parts.append(
                     _python_part(
                         plan,
                         f"gateway-{i + 1}",
                         ["-m", "starter.cli", "gateway"],
-                        {"ESCROW_GATEWAY_PORT": str(gateway_ports[i])},
+                        observed(
+                            f"gateway-{i + 1}", {"ESCROW_GATEWAY_PORT": str(gateway_ports[i])}
+                        ),
                         ready=_ready(f"{gateway_urls[i]}/healthz"),
                     )
                 )
@@ -246,4 +279,5 @@ async def process_stack(
             api_key=api_key,
             ipn_secret=ipn_secret,
             worker_settings=worker_extra,
+            sdk_metrics=metrics,
         )

@@ -31,13 +31,42 @@ COUNTERS = (
 )
 GAUGES = ("temporal_sticky_cache_size",)
 
+REQUESTS = ("temporal_request", "temporal_long_request")
+
 Scrape = dict[str, float]
+
+
+async def _text(address: str) -> str:
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        return (await http.get(f"http://{address}/metrics")).text
+
+
+async def requests(address: str) -> Scrape:
+    """Temporal RPCs the process made, by operation (``temporal_request`` and
+    ``temporal_long_request``, e.g. ``ExecuteMultiOperation``, ``QueryWorkflow``)."""
+    counts: Scrape = {}
+    for family in text_string_to_metric_families(await _text(address)):
+        for sample in family.samples:
+            if sample.name.removesuffix("_total") in REQUESTS:
+                operation = sample.labels.get("operation", "?")
+                counts[operation] = counts.get(operation, 0.0) + sample.value
+    return counts
+
+
+def per_order(before: Scrape, after: Scrape, orders: int) -> dict[str, float]:
+    """RPCs per order by operation between two ``requests`` scrapes (those that changed)."""
+    figures = {
+        op: round((after[op] - before.get(op, 0.0)) / orders, 2)
+        for op in sorted(after)
+        if after[op] - before.get(op, 0.0) > 0
+    }
+    figures["total"] = round(sum(v for k, v in figures.items()), 2)
+    return figures
 
 
 async def scrape(address: str) -> Scrape:
     """Sums and counts of the histograms, the counters and the gauges, summed over labels."""
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        text = (await http.get(f"http://{address}/metrics")).text
+    text = await _text(address)
     figures: Scrape = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
