@@ -3,7 +3,7 @@ what an order evicted from the workflow cache costs when it wakes up (docs/bench
 
 A fresh stack (``bench/process_stack.py``) runs one escrow worker with the cache setting
 ``max_cached_workflows`` (``--cache``; ``ESCROW_WORKER_MAX_CACHED_WORKFLOWS``). The section parks
-``--parked`` orders in AWAITING_PAYMENT (update-with-start ``payment_info`` with the SDK, 40 at a
+``--parked`` orders in AWAITING_PAYMENT (update-with-start ``payment_info`` with the SDK, 20 at a
 time: each order makes its three Cotpay calls, then waits for the buyer), and reads the worker's
 RSS with psutil before the first order and at every tenth of them, and the SDK's sticky cache
 size. Then it wakes orders one at a time with the read-only ``payment_info`` update, which the
@@ -15,15 +15,22 @@ from their history first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench import drivers, sdk_metrics
 from bench.process_stack import HOST, ProcessStack, process_stack
@@ -42,7 +49,11 @@ from workflows.models import (
 
 DEFAULT_PARKED = 1000
 QUICK_PARKED = 24
-IN_FLIGHT = 40
+IN_FLIGHT = 20
+PARK_ATTEMPTS = 5
+RETRIED = frozenset(
+    {RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.CANCELLED}
+)
 BUYERS = 50
 WAKES = 20
 QUICK_WAKES = 3
@@ -63,20 +74,33 @@ def _order(ref: str, buyer: str) -> OrderInput:
 
 
 async def park(client: Client, ref: str, buyer: str) -> None:
+    """Start the order and wait for its payment data; a call the server let time out on a
+    busy machine is repeated (``USE_EXISTING``: the repeat waits for the same order)."""
     order = _order(ref, buyer)
-    operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-        WORKFLOW_TYPE,
-        order,
-        id=workflow_id_for(ref),
-        task_queue=TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        search_attributes=start_search_attributes(order),
-    )
-    info = await client.execute_update_with_start_workflow(
-        "payment_info", start_workflow_operation=operation, result_type=PaymentInfo
-    )
-    if info.error is not None:
-        raise RuntimeError(f"order {ref} not parked: {info.error}")
+    for attempt in range(1, PARK_ATTEMPTS + 1):
+        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            WORKFLOW_TYPE,
+            order,
+            id=workflow_id_for(ref),
+            task_queue=TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=start_search_attributes(order),
+        )
+        try:
+            info = await client.execute_update_with_start_workflow(
+                "payment_info", start_workflow_operation=operation, result_type=PaymentInfo
+            )
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            with contextlib.suppress(BaseException):
+                await operation.workflow_handle()
+            if attempt == PARK_ATTEMPTS or (
+                isinstance(err, RPCError) and err.status not in RETRIED
+            ):
+                raise
+            continue
+        if info.error is not None:
+            raise RuntimeError(f"order {ref} not parked: {info.error}")
+        return
 
 
 async def wake(client: Client, ref: str) -> float:
@@ -146,10 +170,14 @@ async def _measure(
                     "sticky_cache_size": int(scrape.get("temporal_sticky_cache_size", -1)),
                 }
             )
+            print(f"memory: {samples[-1]}", file=sys.stderr, flush=True)
 
-    async with asyncio.TaskGroup() as group:
-        for i in range(count):
-            group.create_task(one(i))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in range(count):
+                group.create_task(one(i))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     park_seconds = time.perf_counter() - started
     await asyncio.sleep(2.0)
     final = stack.rss_bytes("worker")
