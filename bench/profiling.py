@@ -101,7 +101,7 @@ def _area(frame: str) -> str:
         if needle in frame:
             return area
     for package in _OWN:
-        if f"/{package}" in frame or frame.startswith(package):
+        if f"({package}" in frame or f"/{package}" in frame:
             return f"own code: {package.rstrip('/')}"
     return "other"
 
