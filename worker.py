@@ -2,8 +2,9 @@
 
 Settings come from the environment (``TEMPORAL_*``, ``COTPAY_*``, ``ESCROW_*``;
 docs/deployment.md); the runtime (connection, metrics, tracing) from ``runtime/``. The worker owns
-the Cotpay client (one pooled HTTP client for all activities) and closes it on shutdown; SIGINT
-and SIGTERM stop polling, let running activities finish (up to one HTTP timeout) and exit 0.
+the Cotpay client (one pooled HTTP client for all activities) and the order store
+(``ESCROW_DATABASE_URL``, docs/store.md), and closes both on shutdown; SIGINT and SIGTERM stop
+polling, let running activities finish (up to one HTTP timeout) and exit 0.
 It also runs the webhook dispatcher beside the worker (docs/webhooks.md) unless
 ``ESCROW_WEBHOOK_DISPATCHER=false``: a separate asyncio task on the order store, which never
 touches Temporal or the activities.
@@ -32,6 +33,7 @@ from temporalio.worker import (
 
 from activities.cotpay_activities import CotpayActivities
 from activities.reconcile_activities import ReconcileActivities, ReconcileLimits
+from activities.store_activities import StoreActivities
 from cotpay.client import CotpayClient
 from cotpay.logs import bind_order, configure_logging
 from cotpay.settings import CotpaySettings
@@ -48,6 +50,9 @@ from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
 from runtime.worker_tuning import WorkerTuning
 from store.api import OrderStore
+from store.db import safe_url
+from store.errors import SchemaBehind, StoreUnavailable
+from store.settings import StoreSettings
 from webhooks.dispatcher import Dispatcher
 from webhooks.settings import WebhookSettings
 from workflows.calls import START_TO_CLOSE
@@ -90,6 +95,7 @@ def build_worker(
     client: Client,
     cotpay_client: CotpayClient,
     *,
+    store: OrderStore,
     task_queue: str,
     public_url: str,
     ipn_secret: SecretStr,
@@ -97,12 +103,13 @@ def build_worker(
     reconcile: ReconcileActivities | None = None,
     tuning: WorkerTuning | None = None,
 ) -> Worker:
-    """The escrow worker: the workflow, one activity per endpoint, metrics and log context;
-    with ``reconcile``, also the daily reconciliation (docs/reconciliation.md); ``tuning``:
-    slots and workflow cache (``ESCROW_WORKER_*``, docs/deployment.md), else the SDK's."""
+    """The escrow worker: the workflow, one activity per Cotpay endpoint, the store's write,
+    metrics and log context; with ``reconcile``, also the daily reconciliation
+    (docs/reconciliation.md); ``tuning``: slots and workflow cache (``ESCROW_WORKER_*``,
+    docs/deployment.md), else the SDK's."""
     activities = CotpayActivities(cotpay_client, public_url=public_url, ipn_secret=ipn_secret)
     workflows: list[type] = [EscrowOrderWorkflow]
-    registered: list[Any] = list(activities.all())
+    registered: list[Any] = [*activities.all(), *StoreActivities(store).all()]
     if reconcile is not None:
         workflows.append(EscrowReconciliationWorkflow)
         registered += reconcile.all()
@@ -142,14 +149,33 @@ def webhook_dispatcher() -> Dispatcher | None:
         return None
 
 
+async def open_store(settings: StoreSettings) -> OrderStore:
+    """The order store, its schema checked (SQLite: created or upgraded here). A store that does
+    not answer does not stop the worker: orders go on and their writes wait for the store
+    (docs/store.md). A PostgreSQL schema older than this release does (``SchemaBehind``)."""
+    store = OrderStore.open(settings=settings)
+    try:
+        revision = await store.ensure_schema()
+    except SchemaBehind:
+        await store.close()
+        raise
+    except StoreUnavailable as exc:
+        log.warning("store.unavailable_at_start", error=str(exc))
+    else:
+        log.info("store.ready", url=safe_url(settings.database_url), revision=revision)
+    return store
+
+
 async def run_worker(
     temporal: TemporalConfig,
     cotpay: CotpaySettings,
     escrow: EscrowSettings,
     *,
     stop: asyncio.Event | None = None,
+    store: StoreSettings | None = None,
 ) -> None:
-    """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one)."""
+    """Run the worker on ``temporal.task_queue`` until ``stop`` is set (forever without one).
+    ``store``: the order store's settings (default: from ``ESCROW_DATABASE_*``)."""
     check_timeouts(cotpay)
     stop = stop or asyncio.Event()
     metrics = MetricsSettings()
@@ -161,10 +187,10 @@ async def run_worker(
     )
     reconciling = ReconcileSettings()
     tuning = WorkerTuning()
-    async with CotpayClient(cotpay) as cotpay_client, OrderStore.open() as store:
-        await store.ensure_schema()
+    order_store = await open_store(store or StoreSettings())
+    async with order_store, CotpayClient(cotpay) as cotpay_client:
         reconcile = ReconcileActivities(
-            store,
+            order_store,
             client,
             policy=reconciling.policy(escrow),
             limits=ReconcileLimits(
@@ -179,6 +205,7 @@ async def run_worker(
         worker = build_worker(
             client,
             cotpay_client,
+            store=order_store,
             task_queue=temporal.task_queue,
             public_url=escrow.public_url,
             ipn_secret=escrow.ipn_secret,

@@ -14,9 +14,9 @@ The stack (``bench_stack``), all on 127.0.0.1: a Temporal dev server from ``temp
 memory, headless, a child process), and in this process a sandbox with payout rule
 ``immediate``, the HTTP gateway (it turns the sandbox's IPNs into signals) and a worker built by
 ``worker.build_worker``, on a ``TimedCotpayClient`` so that each order's Cotpay calls can be
-summed. Addresses, keys and secrets are set here, never taken from ``TEMPORAL_*``/``COTPAY_*``/
-``ESCROW_*``; other variables (codec keys, search salt) still come from the environment
-(docs/benchmarks.md).
+summed, writing its order store to a SQLite file of the run's directory. Addresses, keys and
+secrets are set here, never taken from ``TEMPORAL_*``/``COTPAY_*``/``ESCROW_*``; other
+variables (codec keys, search salt) still come from the environment (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -122,10 +122,13 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
     async def worker_running() -> AsyncIterator[None]:
         timed = TimedCotpayClient(sandbox.value.cotpay_settings())
         cotpay.append(timed)
+        store = OrderStore.open(f"sqlite+aiosqlite:///{root / 'escrow.db'}")
+        await store.upgrade()
         try:
             async with build_worker(
                 clients[0],
                 timed,
+                store=store,
                 task_queue=TASK_QUEUE,
                 public_url=gateway.value,
                 ipn_secret=SecretStr(ipn_secret),
@@ -134,6 +137,7 @@ async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
                 yield
         finally:
             await timed.aclose()
+            await store.close()
 
     async with Stack([server, sandbox, gateway, InProcessPart("worker", worker_running)]) as parts:
         yield BenchStack(

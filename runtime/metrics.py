@@ -8,7 +8,8 @@ endpoint on ``ESCROW_SDK_METRICS_ADDRESS``.
 
 Workflow code must not touch these counters (replay would count twice), so ``EscrowMetrics
 Interceptor`` counts on the worker: final statuses and the payout delay when a workflow returns
-outside replay, Cotpay calls by activity name and outcome code.
+outside replay, Cotpay calls by activity name and outcome code, and the order store's writes
+by outcome.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 SUCCESS_CODE = "10100"
 ACTIVITY_PREFIX = "cotpay."
+STORE_WRITE_ACTIVITY = "store.record"
 
 ORDERS_STARTED = prometheus_client.Counter(
     "escrow_orders_started", "Escrow orders started (new workflows, not repeated starts)"
@@ -65,6 +67,12 @@ IPN_AFTER_CLOSE = prometheus_client.Counter(
 )
 COTPAY_CALLS = prometheus_client.Counter(
     "escrow_cotpay_calls", "Calls to Cotpay by endpoint and answer code", ["endpoint", "code"]
+)
+STORE_WRITES = prometheus_client.Counter(
+    "escrow_store_writes",
+    "Attempts of the workflow's order-store write (store.record) by outcome:"
+    " ok, unavailable (the store did not answer; retried) or error (retried)",
+    ["outcome"],
 )
 PAYOUT_DELAY = prometheus_client.Histogram(
     "escrow_payout_delay_seconds",
@@ -187,6 +195,10 @@ def record_cotpay_call(endpoint: str, code: str) -> None:
     COTPAY_CALLS.labels(endpoint=endpoint, code=code).inc()
 
 
+def record_store_write(outcome: str) -> None:
+    STORE_WRITES.labels(outcome=outcome).inc()
+
+
 def record_final_status(
     status: str, *, paid_out_at: datetime | None = None, payout_not_before: datetime | None = None
 ) -> None:
@@ -258,6 +270,8 @@ class _WorkflowMetrics(WorkflowInboundInterceptor):
 class _ActivityMetrics(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         name = activity.info().activity_type
+        if name == STORE_WRITE_ACTIVITY:
+            return await self._store_write(input)
         if not name.startswith(ACTIVITY_PREFIX):
             return await self.next.execute_activity(input)
         endpoint = name.removeprefix(ACTIVITY_PREFIX)
@@ -267,6 +281,18 @@ class _ActivityMetrics(ActivityInboundInterceptor):
             record_cotpay_call(endpoint, outcome_code(exc))
             raise
         record_cotpay_call(endpoint, SUCCESS_CODE)
+        return result
+
+    async def _store_write(self, input: ExecuteActivityInput) -> Any:
+        try:
+            result = await self.next.execute_activity(input)
+        except ApplicationError as exc:
+            record_store_write("unavailable" if exc.type == "StoreUnavailable" else "error")
+            raise
+        except Exception:
+            record_store_write("error")
+            raise
+        record_store_write("ok")
         return result
 
 

@@ -119,6 +119,27 @@ AFTER_CLOSE_VI = (
 )
 _REASONS = (
     _e(
+        "reason.ipn_amount_and_order",
+        "{ipn} IPN with amount {got} VND where the order is for {want} VND and Cotpay order"
+        " {got_id} where the order is {want_id}: not trusted, check the payment at Cotpay",
+        "IPN {ipn} có số tiền {got} VND trong khi đơn là {want} VND và đơn Cotpay {got_id}"
+        " trong khi đơn là {want_id}: không đáng tin, hãy kiểm tra khoản thanh toán trên Cotpay",
+    ),
+    _e(
+        "reason.ipn_amount",
+        "{ipn} IPN with amount {got} VND where the order is for {want} VND: not trusted, check"
+        " the payment at Cotpay",
+        "IPN {ipn} có số tiền {got} VND trong khi đơn là {want} VND:"
+        " không đáng tin, hãy kiểm tra khoản thanh toán trên Cotpay",
+    ),
+    _e(
+        "reason.ipn_order",
+        "{ipn} IPN with Cotpay order {got} where the order is {want}: not trusted, check the"
+        " payment at Cotpay",
+        "IPN {ipn} của đơn Cotpay {got} trong khi đơn là {want}:"
+        " không đáng tin, hãy kiểm tra khoản thanh toán trên Cotpay",
+    ),
+    _e(
         "reason.delivery_deadline",
         "no delivery confirmation within the delivery deadline",
         "không có xác nhận giao hàng trong thời hạn giao hàng",
@@ -428,6 +449,25 @@ _EVENTS: dict[str, tuple[Entry, ...]] = {
             "event.ipn_stale",
             "{step} {ipn_text} (earlier call)",
             "{step} {ipn_text} (trả lời một lần gọi trước)",
+        ),
+    ),
+    "ipn_mismatch": (
+        _e(
+            "event.ipn_mismatch_amount_and_order",
+            "{step} {ipn} IPN with amount {got} VND where the order is for {want} VND and Cotpay"
+            " order {got_id} where the order is {want_id}",
+            "{step} IPN {ipn} có số tiền {got} VND trong khi đơn là {want} VND và đơn Cotpay"
+            " {got_id} trong khi đơn là {want_id}",
+        ),
+        _e(
+            "event.ipn_mismatch_amount",
+            "{step} {ipn} IPN with amount {got} VND where the order is for {want} VND",
+            "{step} IPN {ipn} có số tiền {got} VND trong khi đơn là {want} VND",
+        ),
+        _e(
+            "event.ipn_mismatch_order",
+            "{step} {ipn} IPN with Cotpay order {got} where the order is {want}",
+            "{step} IPN {ipn} của đơn Cotpay {got} trong khi đơn là {want}",
         ),
     ),
     "status": _STATUS_DETAILS,

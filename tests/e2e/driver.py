@@ -17,6 +17,7 @@ import contextlib
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -69,11 +70,14 @@ def cotpay_env(settings: CotpaySettings) -> dict[str, str]:
 
 @asynccontextmanager
 async def worker_running(
-    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
+    temporal: TemporalConfig,
+    cotpay: CotpaySettings,
+    escrow: EscrowSettings,
+    store: StoreSettings | None = None,
 ) -> AsyncIterator[None]:
     """``worker.run_worker`` in this event loop for the block."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop))
+    task = asyncio.create_task(run_worker(temporal, cotpay, escrow, stop=stop, store=store))
     await asyncio.sleep(0.2)
     if task.done():
         task.result()
@@ -84,8 +88,16 @@ async def worker_running(
         await asyncio.wait_for(task, 30)
 
 
+def temp_database_url() -> str:
+    """A SQLite order store in a fresh temporary directory."""
+    return f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='escrow-store-')) / 'escrow.db'}"
+
+
 def worker_env(
-    temporal: TemporalConfig, cotpay: CotpaySettings, escrow: EscrowSettings
+    temporal: TemporalConfig,
+    cotpay: CotpaySettings,
+    escrow: EscrowSettings,
+    database_url: str | None = None,
 ) -> dict[str, str]:
     """The environment of a ``python -m worker`` child with these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COTPAY_"))}
@@ -99,6 +111,7 @@ def worker_env(
             "ESCROW_API_KEYS": escrow.api_keys,
             "ESCROW_PAYOUT_RULE": escrow.payout_rule.value,
             "ESCROW_LOG_FORMAT": "json",
+            "ESCROW_DATABASE_URL": database_url or temp_database_url(),
         }
     )
     return env
@@ -283,7 +296,15 @@ async def e2e_stack(
     parts.append(gateway)
     if worker == "in-process":
         parts.append(
-            InProcessPart("worker", lambda: worker_running(temporal, cotpay, worker_settings()))
+            InProcessPart(
+                "worker",
+                lambda: worker_running(
+                    temporal,
+                    cotpay,
+                    worker_settings(),
+                    StoreSettings(database_url=database_url),
+                ),
+            )
         )
     elif worker == "process":
         parts.append(
@@ -291,8 +312,7 @@ async def e2e_stack(
                 "worker",
                 [sys.executable, "-m", "worker"],
                 env=lambda: {
-                    **worker_env(temporal, cotpay, worker_settings()),
-                    "ESCROW_DATABASE_URL": database_url,
+                    **worker_env(temporal, cotpay, worker_settings(), database_url),
                     **(worker_extra_env or {}),
                 },
                 log_file=log_dir / "worker.log" if log_dir is not None else None,

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.errors import application_error
 from activities.models import CallResult, CustomerCheckInput, OrderCallInput
+from activities.store_activities import StoreActivities
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
@@ -113,13 +114,15 @@ def cotpay_fake() -> GatewayCotpay:
 
 
 @pytest.fixture(scope="session")
-async def backend(env: WorkflowEnvironment, cotpay_fake: GatewayCotpay) -> AsyncIterator[Backend]:
+async def backend(
+    env: WorkflowEnvironment, cotpay_fake: GatewayCotpay, order_store: OrderStore
+) -> AsyncIterator[Backend]:
     task_queue = f"gateway-tests-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=cotpay_fake.activities(),
+        activities=[*cotpay_fake.activities(), *StoreActivities(order_store).all()],
     ):
         yield Backend(env, task_queue)
 

@@ -151,7 +151,7 @@ async def store(tmp_path: Path) -> AsyncIterator[OrderStore]:
 @pytest.fixture
 async def rig(env: WorkflowEnvironment, store: OrderStore, tmp_path: Path) -> AsyncIterator[Rig]:
     fake = FakeCotpay()
-    session = Session(env, fake, f"reconcile-{uuid.uuid4().hex[:8]}", [])
+    session = Session(env, fake, f"reconcile-{uuid.uuid4().hex[:8]}", [], store)
     async with (
         running_sandbox(tmp_path / "keys", payout_rule="immediate") as sandbox,
         CotpayClient(sandbox.cotpay_settings()) as cotpay,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
 from starter.stack.devserver import test_server_binary
+from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker
@@ -154,6 +156,41 @@ async def duplicate_ipns(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def ipn_wrong_amount(env: WorkflowEnvironment, session: Session) -> Order:
+    """A HOLDING for the wrong amount (NEEDS_ATTENTION, operator retry), then the right one."""
+    order = await start(session, order_ref="replay-ipn-wrong-amount")
+    await order.until(S.AWAITING_PAYMENT)
+    await order.ipn("HOLDING", IpnStep.VERIFY, amount=order.inp.amount - 1, tx="hold-wrong")
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="retry", operator="ops")
+    )
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
+async def ipn_wrong_refund(env: WorkflowEnvironment, session: Session) -> Order:
+    """A REFUNDED for another Cotpay order (NEEDS_ATTENTION), then an operator refund."""
+    order = await start(session, order_ref="replay-ipn-wrong-refund")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    await order.ipn("REFUNDED", IpnStep.RETURN, id_order=999_999, tx="refund-wrong")
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="refund", operator="ops")
+    )
+    await order.calls_of("return_request", 2)
+    await order.eventually(lambda v: [e.kind for e in v.timeline].count("return_requested") == 2)
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-1")
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -164,6 +201,11 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "rejected_release": rejected_release,
     "cancel_before_payment": cancel_before_payment,
     "duplicate_ipns": duplicate_ipns,
+    # Since the order-store and ipn-amount-check patches (docs/store.md, docs/workflow.md):
+    "store_happy_path": happy_path,
+    "store_return_path": return_path,
+    "ipn_wrong_amount": ipn_wrong_amount,
+    "ipn_wrong_refund": ipn_wrong_refund,
 }
 
 
@@ -173,10 +215,12 @@ async def record(names: list[str], suffix: str = "") -> None:
         test_server_existing_path=str(test_server_binary()),
         data_converter=pydantic_data_converter,
     )
+    store = OrderStore.open(f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='replay-')}/escrow.db")
+    await store.upgrade()
     try:
         await register_search_attributes(env)
         for name in names:
-            async with worker(env, FakeCotpay()) as session:
+            async with worker(env, FakeCotpay(), store) as session:
                 order = await PATHS[name](env, session)
                 await order.handle.result()
                 history = await order.handle.fetch_history()
@@ -184,6 +228,7 @@ async def record(names: list[str], suffix: str = "") -> None:
             path.write_text(history.to_json() + "\n", encoding="utf-8")
             print(f"wrote {path}")
     finally:
+        await store.close()
         await env.shutdown()
 
 

@@ -1,6 +1,8 @@
 """The shape of the histories of patch ``coalesce-search-attributes`` (workflows/escrow.py):
 fewer search-attribute upserts than the released shape, the same final search attributes, and
-the patch marker once (docs/benchmarks.md, "History events")."""
+the patch marker once (docs/benchmarks.md, "Changes and their figures"). The ``store_*`` pairs
+are recorded with the order store's writer too, whose activities land in more or fewer workflow
+tasks depending on timing, so only the happy path without the store is compared in length."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from workflows.escrow import COALESCE_SEARCH
+
 HISTORIES = Path(__file__).parent / "histories"
 PATHS = sorted(p.stem.removesuffix("_coalesced") for p in HISTORIES.glob("*_coalesced.json"))
 UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
@@ -20,6 +24,17 @@ ESCROW_ATTRIBUTES = {"EscrowStatus", "CotpayOrderId", "PayoutNotBefore", "Seller
 def events(name: str) -> list[dict[str, Any]]:
     text = (HISTORIES / f"{name}.json").read_text(encoding="utf-8")
     found: list[dict[str, Any]] = json.loads(text)["events"]
+    return found
+
+
+def patches(history: list[dict[str, Any]]) -> list[str]:
+    """The ids of the patch markers, in order."""
+    found = []
+    for event in history:
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED":
+            details = event["markerRecordedEventAttributes"]["details"]
+            for payload in details.get("patch-data", {}).get("payloads", []):
+                found.append(json.loads(base64.b64decode(payload["data"]))["id"])
     return found
 
 
@@ -61,9 +76,8 @@ def test_every_released_path_has_a_coalesced_history() -> None:
 @pytest.mark.parametrize("path", PATHS)
 def test_coalesced_history_upserts_less_and_ends_the_same(path: str) -> None:
     released, coalesced = events(path), events(f"{path}_coalesced")
-    markers = [e for e in coalesced if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"]
-    assert len(markers) == 1
-    assert not [e for e in released if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"]
+    assert patches(coalesced).count(COALESCE_SEARCH) == 1
+    assert COALESCE_SEARCH not in patches(released)
     before, after = escrow_upserts(released), escrow_upserts(coalesced)
     assert len(after) < len(before)
     assert final(after) == final(before)

@@ -4,6 +4,10 @@ deterministic for running orders fails here (guard such changes with ``workflow.
 The replayer uses the production data converter (``escrow_data_converter``) with the committed
 test key ring: the plain histories pass through the codec unchanged, ``*_encrypted.json`` were
 recorded with payload encryption on (``codec-test.keys``).
+
+Shapes: the histories recorded before the ``order-store`` patch write nothing to the order
+store; ``store_*`` and ``ipn_wrong_*`` are the shape since the ``order-store`` and
+``ipn-amount-check`` patches (docs/store.md, docs/workflow.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from runtime.codec import ENCODING, CodecSettings, escrow_data_converter
-from workflows.escrow import EscrowOrderWorkflow
+from workflows.escrow import (
+    COALESCE_SEARCH,
+    IPN_CHECK_PATCH,
+    ORDER_STORE_PATCH,
+    EscrowOrderWorkflow,
+)
 
 HERE = Path(__file__).parent
 HISTORIES = sorted((HERE / "histories").glob("*.json"))
@@ -45,6 +54,41 @@ def test_histories_are_committed() -> None:
         "duplicate_ipns",
     } <= names
     assert "happy_path_encrypted" in names
+    assert {
+        "store_happy_path",
+        "store_return_path",
+        "ipn_wrong_amount",
+        "ipn_wrong_refund",
+    } <= names
+
+
+def patches_and_activities(path: Path) -> tuple[set[str], set[str]]:
+    patches: set[str] = set()
+    activities: set[str] = set()
+    for event in history_of(path).events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "patch-data" in details:
+                [payload] = details["patch-data"].payloads
+                patches.add(json.loads(payload.data)["id"])
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities.add(event.activity_task_scheduled_event_attributes.activity_type.name)
+    return patches, activities
+
+
+def test_each_history_has_the_shape_its_name_says() -> None:
+    """Old histories: no patch, no store write; new ones: the patches they were recorded with
+    (``*_coalesced``: also ``coalesce-search-attributes``)."""
+    for path in HISTORIES:
+        patches, activities = patches_and_activities(path)
+        coalesced = path.stem.endswith("_coalesced")
+        assert (COALESCE_SEARCH in patches) is coalesced, path.stem
+        patches.discard(COALESCE_SEARCH)
+        if path.stem.startswith(("store_", "ipn_wrong_")):
+            assert ORDER_STORE_PATCH in patches and "store.record" in activities, path.stem
+            assert (IPN_CHECK_PATCH in patches) is path.stem.startswith("ipn_wrong_"), path.stem
+        else:
+            assert not patches and "store.record" not in activities, path.stem
 
 
 def test_histories_end_in_a_closed_workflow() -> None:

@@ -83,5 +83,7 @@ def test_money_is_not_held_once_an_ipn_says_it_moved() -> None:
 
 
 def _ipn(status: str, step: IpnStep) -> IpnSignal:
-    body = IpnBody(idOrder=7, status=status, code=10100, amount=1000, transactionId=f"t-{status}")
+    body = IpnBody(
+        idOrder=7, status=status, code=10100, amount=ORDER.amount, transactionId=f"t-{status}"
+    )
     return IpnSignal(step=step, body=body)

@@ -58,7 +58,9 @@ def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
-def ipn(status: str, *, now: datetime, id_order: int = ID_ORDER) -> IpnSignal:
+def ipn(
+    status: str, *, now: datetime, id_order: int | None = ID_ORDER, amount: int | None = None
+) -> IpnSignal:
     step = {
         "HOLDING": IpnStep.VERIFY,
         "PAYMENT_FAILED": IpnStep.VERIFY,
@@ -71,7 +73,7 @@ def ipn(status: str, *, now: datetime, id_order: int = ID_ORDER) -> IpnSignal:
         idOrder=id_order,
         status=status,
         code=10100,
-        amount=ORDER.amount,
+        amount=ORDER.amount if amount is None else amount,
         transactionId=f"tx-{next(_tx)}",
         time=now,
     )
@@ -207,6 +209,17 @@ def attention_return(outcome: str | None) -> OrderRecord:
     return o
 
 
+def attention_ipn_check() -> OrderRecord:
+    """A HOLDING IPN for the wrong amount reached the payment wait."""
+    o = awaiting_payment()
+    wait = o.payment_wait()
+    o.record_ipn(ipn("HOLDING", now=at(1), amount=WRONG_AMOUNT), at(1))
+    assert wait.done()
+    o.payment_wait_over(at(1))
+    return o
+
+
+WRONG_AMOUNT = 15_000
 STATES: dict[str, Callable[[], OrderRecord]] = {
     "CREATING": creating,
     "AWAITING_PAYMENT": awaiting_payment,
@@ -226,6 +239,7 @@ STATES: dict[str, Callable[[], OrderRecord]] = {
     "NEEDS_ATTENTION create unanswered": attention_create,
     "NEEDS_ATTENTION return rejected": lambda: attention_return("RETURN_REJECTED"),
     "NEEDS_ATTENTION return window": lambda: attention_return(None),
+    "NEEDS_ATTENTION IPN check": attention_ipn_check,
 }
 
 # --- every state x every shop and operator message -------------------------------------------
@@ -257,6 +271,7 @@ MESSAGE_TABLE: dict[str, tuple[str, ...]] = {
     "NEEDS_ATTENTION create unanswered": (INV,      INV,                  INV,          "->CREATING",          "!not_held",     "!not_held",          "->CANCELLED"),
     "NEEDS_ATTENTION return rejected":   (INV,      INV,                  INV,          "->RETURN_REQUESTED",  "->PAYING_OUT",   "->RETURN_REQUESTED",  "!money_held"),
     "NEEDS_ATTENTION return window":     (INV,      INV,                  INV,          "->RETURN_REQUESTED",  "!return_pending", "->RETURN_REQUESTED", "!money_held"),
+    "NEEDS_ATTENTION IPN check":         (INV,      INV,                  INV,          "->AWAITING_PAYMENT",  "!not_held",     "!not_held",          "->CANCELLED"),
 }  # fmt: skip
 
 MESSAGE_CASES = [
@@ -367,6 +382,7 @@ IPN_TABLE: dict[str, tuple[str, ...]] = {
     "NEEDS_ATTENTION create unanswered":  IGN,
     "NEEDS_ATTENTION return rejected":    ("wait",                "wait",           "wait",             "wait",               "REFUNDED+end",  "wait"),
     "NEEDS_ATTENTION return window":      ("wait",                "wait",           "wait",             "wait",               "REFUNDED+end",  "wait"),
+    "NEEDS_ATTENTION IPN check":          NOTHING,
 }  # fmt: skip
 
 
@@ -414,7 +430,10 @@ def test_ipn(state: str, ipn_status: str, expected: str) -> None:
 
 
 def test_an_ipn_for_another_cotpay_order_or_a_duplicate_changes_nothing() -> None:
+    """Without the IPN checks (orders replaying a history from before the ``ipn-amount-check``
+    patch), a HOLDING for another Cotpay order is ignored."""
     o = awaiting_payment()
+    o.ipn_checks = lambda: False
     o.record_ipn(ipn("HOLDING", now=at(1), id_order=999), at(1))
     assert o.timeline[-1].kind == "ipn_ignored" and o.holding_at is None
     sig = ipn("HOLDING", now=at(1))
@@ -517,3 +536,155 @@ def test_the_waiting_line_is_the_current_details() -> None:
     assert o.waiting_for.startswith("Waiting for buyer payment since 2026-11-25 10:00 ICT")
     o.finished()
     assert o.waiting_for == "Finished: AWAITING_PAYMENT"
+
+
+# --- IPN checks: a HOLDING or REFUNDED IPN whose amount or idOrder differs -----------------------
+
+WRONG: dict[str, dict[str, int]] = {
+    "amount": {"amount": WRONG_AMOUNT},
+    "idOrder": {"id_order": 999},
+    "both": {"amount": WRONG_AMOUNT, "id_order": 999},
+}
+# What the step waiting in each state does after a wrong HOLDING / a wrong REFUNDED:
+# ``wait`` it keeps waiting (the IPN is recorded as ``ipn_mismatch``), ``ignored`` recorded as
+# ``ipn_ignored`` (no Cotpay order known yet), ``NEEDS_ATTENTION`` it stops at an operator.
+CHECK_TABLE: dict[str, tuple[str, str]] = {
+    # state:                              wrong HOLDING        wrong REFUNDED
+    "CREATING":                           ("ignored",          "ignored"),
+    "AWAITING_PAYMENT":                   ("NEEDS_ATTENTION",  "wait"),
+    "HELD":                               ("wait",             "wait"),
+    "DELIVERED":                          ("wait",             "wait"),
+    "PAYING_OUT before the call":         ("wait",             "wait"),
+    "PAYING_OUT calling":                 ("wait",             "wait"),
+    "PAID_OUT":                           ("wait",             "wait"),
+    "RETURN_REQUESTED":                   ("wait",             "NEEDS_ATTENTION"),
+    "REFUNDED":                           ("wait",             "wait"),
+    "EXPIRED":                            ("NEEDS_ATTENTION",  "wait"),
+    "CANCELLED":                          ("NEEDS_ATTENTION",  "wait"),
+    "FAILED":                             ("ignored",          "ignored"),
+    "NEEDS_ATTENTION payment refused":    ("wait",             "wait"),
+    "NEEDS_ATTENTION payout in doubt":    ("wait",             "wait"),
+    "NEEDS_ATTENTION delivery deadline":  ("wait",             "wait"),
+    "NEEDS_ATTENTION create unanswered":  ("ignored",          "ignored"),
+    "NEEDS_ATTENTION return rejected":    ("wait",             "wait"),
+    "NEEDS_ATTENTION return window":      ("wait",             "wait"),
+    "NEEDS_ATTENTION IPN check":          ("wait",             "wait"),
+}  # fmt: skip
+
+
+def test_the_check_table_covers_every_state() -> None:
+    assert set(CHECK_TABLE) == set(STATES)
+
+
+@pytest.mark.parametrize(
+    ("state", "ipn_status", "wrong", "expected"),
+    [
+        (state, status, wrong, expected)
+        for state, row in CHECK_TABLE.items()
+        for status, expected in zip(("HOLDING", "REFUNDED"), row, strict=True)
+        for wrong in WRONG
+    ],
+)
+def test_a_wrong_ipn_never_moves_money(
+    state: str, ipn_status: str, wrong: str, expected: str
+) -> None:
+    o = STATES[state]()
+    before = (o.status, o.holding_at, o.return_outcome, o.refunded_at, o.paid_out_at)
+    wait, after = _step_of(o)
+    now = at(100)
+    assert o.record_ipn(ipn(ipn_status, now=now, **WRONG[wrong]), now) is True
+    recorded = o.timeline[-1]
+    if expected == "ignored":
+        assert recorded.kind == "ipn_ignored"
+        assert o.status is before[0]
+        return
+    assert recorded.kind == "ipn_mismatch"
+    assert recorded.data is not None
+    assert recorded.data["check"] == (["amount", "idOrder"] if wrong == "both" else [wrong])
+    # Nothing the IPN would have moved has moved: no hold, no refund outcome.
+    assert (o.holding_at, o.return_outcome, o.refunded_at, o.paid_out_at) == before[1:]
+    if wait is None or not wait.done():
+        assert expected == "wait"
+        assert o.status is before[0]
+        return
+    assert after(now) in (None, False)
+    assert o.status.value == expected
+    assert o.status not in (S.HELD, S.REFUNDED)
+    assert o.attention is not None and o.attention.step == "ipn_check"
+    assert "not trusted" in o.attention.reason
+    evidence = [e for e in o.timeline if e.kind == "evidence"][-1]
+    assert evidence.data is not None
+    expected_values = {"expectedAmount": ORDER.amount, "expectedIdOrder": ID_ORDER}
+    assert expected_values.items() <= evidence.data.items()
+    assert evidence.data["receivedAmount"] == WRONG[wrong].get("amount", ORDER.amount)
+    assert evidence.data["receivedIdOrder"] == WRONG[wrong].get("id_order", ID_ORDER)
+    assert evidence.data["ipnStatus"] == ipn_status
+
+
+def test_an_ipn_without_an_amount_or_idorder_is_not_compared() -> None:
+    o = awaiting_payment()
+    wait = o.payment_wait()
+    sig = ipn("HOLDING", now=at(1), id_order=None)
+    sig.body.amount = None
+    o.record_ipn(sig, at(1))
+    assert o.timeline[-1].kind == "ipn" and wait.done()
+    o.payment_wait_over(at(1))
+    assert o.status is S.HELD
+
+
+def test_without_the_checks_a_wrong_amount_holds_as_before() -> None:
+    """Orders replaying a history from before the ``ipn-amount-check`` patch."""
+    o = awaiting_payment()
+    o.ipn_checks = lambda: False
+    o.payment_wait()
+    o.record_ipn(ipn("HOLDING", now=at(1), amount=WRONG_AMOUNT), at(1))
+    o.payment_wait_over(at(1))
+    assert o.status is S.HELD
+
+
+def test_the_checks_are_asked_only_for_an_ipn_that_disagrees() -> None:
+    asked: list[bool] = []
+
+    def checks() -> bool:
+        asked.append(True)
+        return True
+
+    o = awaiting_payment()
+    o.ipn_checks = checks
+    o.record_ipn(ipn("HOLDING", now=at(1)), at(1))
+    o.record_ipn(ipn("PAID_OUT", now=at(1), amount=WRONG_AMOUNT), at(1))
+    assert asked == []
+    o.record_ipn(ipn("HOLDING", now=at(2), amount=WRONG_AMOUNT), at(2))
+    assert asked == [True]
+
+
+def test_a_right_hold_beats_a_wrong_one_that_came_first() -> None:
+    o = awaiting_payment()
+    wait = o.payment_wait()
+    o.record_ipn(ipn("HOLDING", now=at(1), amount=WRONG_AMOUNT), at(1))
+    o.record_ipn(ipn("HOLDING", now=at(1)), at(1))
+    assert wait.done()
+    o.payment_wait_over(at(1))
+    assert o.status is S.HELD
+    assert [e.kind for e in o.timeline if e.kind.startswith("ipn")] == ["ipn_mismatch", "ipn"]
+
+
+def test_after_a_wrong_hold_the_operator_retry_waits_for_the_right_one() -> None:
+    o = attention_ipn_check()
+    assert o.receive(at(2), OperatorAction(action="retry")) is Reply.ACCEPTED
+    assert o.status is S.AWAITING_PAYMENT
+    wait = o.payment_wait()
+    assert not wait.done()
+    assert wait.until == at(2) + ORDER.timers.payment_window
+    o.record_ipn(ipn("HOLDING", now=at(3)), at(3))
+    o.payment_wait_over(at(3))
+    assert o.view().status is S.HELD
+
+
+def test_a_wrong_refund_before_the_return_call_is_not_its_answer() -> None:
+    o = held()
+    o.record_ipn(ipn("REFUNDED", now=at(2), amount=WRONG_AMOUNT), at(2))
+    assert o.refund_problem is not None
+    o = return_requested(o)
+    assert o.refund_problem is None
+    assert not o.return_wait().done()

@@ -6,9 +6,10 @@ run every workflow test through the encryption codec, set
 ``ESCROW_CODEC_KEYS_FILE=tests/replay/codec-test.keys``.
 
 ``fake`` and ``session``: the scripted Cotpay and a worker on a fresh task queue running the
-workflow against it (script ``fake`` before starting an order; orders still open at the end are
-terminated). ``sandbox`` and ``acts``: the real Cotpay sandbox and the real activities, for the
-tests that call Cotpay instead of ``FakeCotpay``.
+workflow against it and writing the session's order store (``order_store``, SQLite; script
+``fake`` before starting an order; orders still open at the end are terminated). ``sandbox``
+and ``acts``: the real Cotpay sandbox and the real activities, for the tests that call Cotpay
+instead of ``FakeCotpay``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from activities.cotpay_activities import CotpayActivities
 from cotpay.client import CotpayClient
 from runtime.codec import CodecSettings, escrow_data_converter
 from sandbox.testing import RunningSandbox, running_sandbox
+from store.api import OrderStore
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER, Session, worker
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -61,8 +63,10 @@ def fake() -> FakeCotpay:
 
 
 @pytest.fixture
-async def session(env: WorkflowEnvironment, fake: FakeCotpay) -> AsyncIterator[Session]:
-    async with worker(env, fake) as running:
+async def session(
+    env: WorkflowEnvironment, fake: FakeCotpay, order_store: OrderStore
+) -> AsyncIterator[Session]:
+    async with worker(env, fake, order_store) as running:
         yield running
 
 

@@ -1,4 +1,8 @@
-"""Driving one escrow order on the time-skipping server: start, messages, bounded waits."""
+"""Driving one escrow order on the time-skipping server: start, messages, bounded waits.
+
+Every worker also runs the order store's write (``store.record``) on a real ``OrderStore``
+(SQLite), as production does.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.store_activities import StoreActivities
 from cotpay.ipn import IpnBody, IpnStep
+from store.api import OrderStore
+from store.models import StoreEvent
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
 from workflows.models import (
@@ -35,6 +43,7 @@ SELLER = "S0000001"
 BUYER = "0912345678"
 IPN_SECRET = SecretStr("test-ipn-secret")
 POLLS = 200
+QUIET_POLLS = 100
 POLL_INTERVAL = 0.05
 
 
@@ -56,6 +65,7 @@ class Order:
     fake: FakeCotpay
     handle: WorkflowHandle[Any, OrderView]
     inp: OrderInput
+    store: OrderStore
 
     async def view(self) -> OrderView:
         return await self.handle.query(EscrowOrderWorkflow.status)
@@ -101,17 +111,32 @@ class Order:
         tx: str | None = None,
         time: datetime | None = None,
         id_order: int | None = None,
+        amount: int | None = None,
     ) -> None:
         view = await self.view()
         body = IpnBody(
             idOrder=id_order if id_order is not None else view.cotpay_order_id,
             status=status,
             code=10100,
-            amount=self.inp.amount,
+            amount=amount if amount is not None else self.inp.amount,
             transactionId=tx or f"tx-{status.lower()}",
             time=time,
         )
         await self.handle.signal(EscrowOrderWorkflow.ipn, IpnSignal(step=step, body=body))
+
+    async def stored(self) -> list[StoreEvent]:
+        """The order's events in the store (empty before its first write)."""
+        return await self.store.events(self.inp.order_ref) or []
+
+    async def until_stored(self) -> list[StoreEvent]:
+        """Poll the store (bounded) until it holds the whole timeline the status query shows."""
+        for _ in range(POLLS):
+            view = await self.view()
+            events = await self.stored()
+            if len(events) >= len(view.timeline):
+                return events
+            await asyncio.sleep(POLL_INTERVAL)
+        raise AssertionError(f"store has {len(events)} events, timeline {len(view.timeline)}")
 
     async def hold(self, time: datetime | None = None) -> OrderView:
         await self.until(EscrowStatus.AWAITING_PAYMENT)
@@ -125,25 +150,60 @@ class Session:
     fake: FakeCotpay
     task_queue: str
     orders: list[Order]
+    store: OrderStore
 
 
 @asynccontextmanager
-async def worker(env: WorkflowEnvironment, fake: FakeCotpay) -> AsyncIterator[Session]:
-    """A worker on a fresh task queue; orders still open at the end are terminated, so that
-    their timers do not hold the shared test server's clock in later tests."""
-    session = Session(env, fake, f"tq-{uuid.uuid4().hex}", [])
+async def worker(
+    env: WorkflowEnvironment,
+    fake: FakeCotpay,
+    store: OrderStore,
+    *,
+    store_activities: list[Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[Session]:
+    """A worker on a fresh task queue; orders still open at the end are terminated (once quiet),
+    so that their timers do not hold the shared test server's clock in later tests.
+
+    ``store_activities`` replaces the real ``store.record`` (e.g. a store that fails);
+    ``options`` go to ``Worker`` (e.g. ``max_cached_workflows=0``: replay at every task)."""
+    session = Session(env, fake, f"tq-{uuid.uuid4().hex}", [], store)
     async with Worker(
         env.client,
         task_queue=session.task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=fake.activities(),
+        activities=[*fake.activities(), *(store_activities or StoreActivities(store).all())],
+        **options,
     ):
         try:
             yield session
         finally:
             for order in session.orders:
                 with contextlib.suppress(RPCError):
+                    await quiet(order.handle)
                     await order.handle.terminate("test finished")
+
+
+async def quiet(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until no workflow task and no activity attempt of the order is scheduled or running
+    (bounded). The time-skipping test server locks its clock for each of them and a
+    termination does not unlock it, so one left behind stops time for every later test; an
+    order's store write is often under way when a test ends. An activity waiting to be retried
+    does not lock the clock."""
+    running = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    scheduled = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+    for _ in range(QUIET_POLLS):
+        raw = (await handle.describe()).raw_description
+        if raw.workflow_execution_info.HasField("close_time"):
+            return
+        busy = [
+            a
+            for a in raw.pending_activities
+            if a.state == running or (a.state == scheduled and a.attempt <= 1)
+        ]
+        if not busy and not raw.HasField("pending_workflow_task"):
+            return
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 async def start(session: Session, **overrides: Any) -> Order:
@@ -155,7 +215,7 @@ async def start(session: Session, **overrides: Any) -> Order:
         task_queue=session.task_queue,
         static_summary=summary_for(inp),
     )
-    order = Order(session.env, session.fake, handle, inp)
+    order = Order(session.env, session.fake, handle, inp, session.store)
     session.orders.append(order)
     return order
 

@@ -16,6 +16,7 @@ from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
+from store.settings import StoreSettings
 from tests.workflow.helpers import order_input
 from worker import check_timeouts, run_worker
 from workflows.escrow import EscrowOrderWorkflow
@@ -23,7 +24,7 @@ from workflows.models import EscrowStatus, workflow_id_for
 
 
 async def test_run_worker_serves_orders_and_stops(
-    env: WorkflowEnvironment, sandbox: RunningSandbox
+    env: WorkflowEnvironment, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     temporal = TemporalConfig(
         address=env.client.service_client.config.target_host,
@@ -32,7 +33,10 @@ async def test_run_worker_serves_orders_and_stops(
     )
     escrow = EscrowSettings(public_url="http://127.0.0.1:9")
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(temporal, sandbox.cotpay_settings(), escrow, stop=stop))
+    store = StoreSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'escrow.db'}")
+    task = asyncio.create_task(
+        run_worker(temporal, sandbox.cotpay_settings(), escrow, stop=stop, store=store)
+    )
     inp = order_input()
     handle = await env.client.start_workflow(
         EscrowOrderWorkflow.run,
