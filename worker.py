@@ -51,6 +51,7 @@ from runtime.safety import UnsafeConfiguration, check_worker
 from runtime.settings import EscrowSettings
 from runtime.temporal import TemporalConfig, connect
 from runtime.tracing import configure_tracing, shutdown_tracing
+from runtime.worker_tuning import WorkerTuning
 from store.access import AccessStore
 from store.api import OrderStore
 from store.db import safe_url
@@ -105,11 +106,13 @@ def build_worker(
     graceful_shutdown: timedelta,
     reconcile: ReconcileActivities | None = None,
     client_for: ClientFor | None = None,
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """The escrow worker: the workflow, one activity per Cotpay endpoint, the store's write,
     metrics and log context; with ``reconcile``, also the daily reconciliation
     (docs/reconciliation.md). ``client_for``: the Cotpay client of a merchant other than the
-    default one."""
+    default one; ``tuning``: slots and workflow cache (``ESCROW_WORKER_*``, docs/deployment.md),
+    else the SDK's."""
     activities = CotpayActivities(
         cotpay_client, public_url=public_url, ipn_secret=ipn_secret, client_for=client_for
     )
@@ -125,6 +128,7 @@ def build_worker(
         activities=registered,
         interceptors=[EscrowMetricsInterceptor(), ActivityLogContext()],
         graceful_shutdown_timeout=graceful_shutdown,
+        **(tuning.worker_kwargs() if tuning is not None else {}),
     )
 
 
@@ -193,6 +197,7 @@ async def run_worker(
         runtime=temporal_runtime(metrics.sdk_metrics_address),
     )
     reconciling = ReconcileSettings()
+    tuning = WorkerTuning()
     order_store = await open_store(store or StoreSettings())
     async with order_store, CotpayClient(cotpay) as cotpay_client:
         reconcile = ReconcileActivities(
@@ -224,6 +229,7 @@ async def run_worker(
             graceful_shutdown=timedelta(seconds=cotpay.request_timeout + 5),
             reconcile=reconcile,
             client_for=merchants.client,
+            tuning=tuning,
         )
         dispatcher = webhook_dispatcher()
         dispatching: asyncio.Task[None] | None = None
@@ -239,6 +245,7 @@ async def run_worker(
                     task_queue=temporal.task_queue,
                     cotpay=cotpay.base_url,
                     webhooks=dispatcher is not None,
+                    **tuning.effective(),
                 )
                 await stop.wait()
                 log.info("worker.stopping")

@@ -3,7 +3,8 @@
 Runs the main paths of ``EscrowOrderWorkflow`` on the time-skipping test server (scripted
 Cotpay, as in ``tests/workflow``) and writes each finished history to ``histories/<path>.json``.
 Record new files for a new workflow shape; never regenerate the files of a released shape (they
-are what running orders look like), add the new ones beside them.
+are what running orders look like), add the new ones beside them
+(``python -m tests.replay.record --suffix _coalesced``: ``happy_path_coalesced.json``, ...).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
 }
 
 
-async def record(names: list[str]) -> None:
+async def record(names: list[str], suffix: str = "") -> None:
     HISTORIES.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()),
@@ -237,12 +238,19 @@ async def record(names: list[str]) -> None:
                 order = await PATHS[name](env, session)
                 await order.handle.result()
                 history = await order.handle.fetch_history()
-            (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n", encoding="utf-8")
-            print(f"wrote {HISTORIES / f'{name}.json'}")
+            path = HISTORIES / f"{name}{suffix}.json"
+            path.write_text(history.to_json() + "\n", encoding="utf-8")
+            print(f"wrote {path}")
     finally:
         await store.close()
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(record(sys.argv[1:] or list(PATHS)))
+    # ``--suffix _name``: write ``<path>_name.json``, the histories of a new workflow shape
+    # beside those of the released ones.
+    args = sys.argv[1:]
+    suffix = ""
+    if args[:1] == ["--suffix"]:
+        suffix, args = args[1], args[2:]
+    asyncio.run(record(args or list(PATHS), suffix))

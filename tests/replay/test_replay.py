@@ -22,7 +22,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from runtime.codec import ENCODING, CodecSettings, escrow_data_converter
-from workflows.escrow import IPN_CHECK_PATCH, ORDER_STORE_PATCH, EscrowOrderWorkflow
+from workflows.escrow import (
+    COALESCE_SEARCH,
+    IPN_CHECK_PATCH,
+    ORDER_STORE_PATCH,
+    EscrowOrderWorkflow,
+)
 
 HERE = Path(__file__).parent
 HISTORIES = sorted((HERE / "histories").glob("*.json"))
@@ -72,9 +77,13 @@ def patches_and_activities(path: Path) -> tuple[set[str], set[str]]:
 
 
 def test_each_history_has_the_shape_its_name_says() -> None:
-    """Old histories: no patch, no store write; new ones: the patches they were recorded with."""
+    """Old histories: no patch, no store write; new ones: the patches they were recorded with
+    (``*_coalesced``: also ``coalesce-search-attributes``)."""
     for path in HISTORIES:
         patches, activities = patches_and_activities(path)
+        coalesced = path.stem.endswith("_coalesced")
+        assert (COALESCE_SEARCH in patches) is coalesced, path.stem
+        patches.discard(COALESCE_SEARCH)
         if path.stem.startswith(("store_", "ipn_wrong_")):
             assert ORDER_STORE_PATCH in patches and "store.record" in activities, path.stem
             assert (IPN_CHECK_PATCH in patches) is path.stem.startswith("ipn_wrong_"), path.stem

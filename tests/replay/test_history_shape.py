@@ -1,0 +1,90 @@
+"""The shape of the histories of patch ``coalesce-search-attributes`` (workflows/escrow.py):
+fewer search-attribute upserts than the released shape, the same final search attributes, and
+the patch marker once (docs/benchmarks.md, "Changes and their figures"). The ``store_*`` pairs
+are recorded with the order store's writer too, whose activities land in more or fewer workflow
+tasks depending on timing, so only the happy path without the store is compared in length."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflows.escrow import COALESCE_SEARCH
+
+HISTORIES = Path(__file__).parent / "histories"
+PATHS = sorted(p.stem.removesuffix("_coalesced") for p in HISTORIES.glob("*_coalesced.json"))
+UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
+ESCROW_ATTRIBUTES = {"EscrowStatus", "CotpayOrderId", "PayoutNotBefore", "SellerId", "BuyerId"}
+
+
+def events(name: str) -> list[dict[str, Any]]:
+    text = (HISTORIES / f"{name}.json").read_text(encoding="utf-8")
+    found: list[dict[str, Any]] = json.loads(text)["events"]
+    return found
+
+
+def patches(history: list[dict[str, Any]]) -> list[str]:
+    """The ids of the patch markers, in order."""
+    found = []
+    for event in history:
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED":
+            details = event["markerRecordedEventAttributes"]["details"]
+            for payload in details.get("patch-data", {}).get("payloads", []):
+                found.append(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
+
+
+def escrow_upserts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each upsert of the escrow's own attributes, decoded (the SDK's patch upsert left out)."""
+    upserts = []
+    for event in history:
+        if event["eventType"] != UPSERT:
+            continue
+        fields = event["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"][
+            "indexedFields"
+        ]
+        values = {
+            name: json.loads(base64.b64decode(payload["data"]))
+            for name, payload in fields.items()
+            if name in ESCROW_ATTRIBUTES
+        }
+        if values:
+            upserts.append(values)
+    return upserts
+
+
+def final(upserts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The attributes after the last upsert; times only as present or not (the histories were
+    recorded on different days)."""
+    state: dict[str, Any] = {}
+    for values in upserts:
+        state.update(values)
+    if "PayoutNotBefore" in state:
+        state["PayoutNotBefore"] = "set"
+    return state
+
+
+def test_every_released_path_has_a_coalesced_history() -> None:
+    assert "happy_path" in PATHS
+    assert len(PATHS) >= 9
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_coalesced_history_upserts_less_and_ends_the_same(path: str) -> None:
+    released, coalesced = events(path), events(f"{path}_coalesced")
+    assert patches(coalesced).count(COALESCE_SEARCH) == 1
+    assert COALESCE_SEARCH not in patches(released)
+    before, after = escrow_upserts(released), escrow_upserts(coalesced)
+    assert len(after) < len(before)
+    assert final(after) == final(before)
+
+
+def test_happy_path_sheds_upserts() -> None:
+    released, coalesced = events("happy_path"), events("happy_path_coalesced")
+    assert len(escrow_upserts(released)) == 8
+    assert len(escrow_upserts(coalesced)) <= 5
+    assert len(coalesced) < len(released)
