@@ -41,6 +41,7 @@ class StackUrls:
     sandbox: str
     gateway: str
     api_key: str
+    ipn_secret: str
 
 
 def _cli() -> list[str]:
@@ -80,6 +81,7 @@ class ChaosStack:
             sandbox=f"http://{_HOST}:{ports['sandbox']}",
             gateway=f"http://{_HOST}:{ports['gateway']}",
             api_key=secrets.token_urlsafe(16),
+            ipn_secret=secrets.token_urlsafe(24),
         )
         self._ports = ports
         self._temporal: DevServer | None = None
@@ -96,7 +98,7 @@ class ChaosStack:
                 "ESCROW_PUBLIC_URL": self.urls.gateway,
                 "ESCROW_GATEWAY_HOST": _HOST,
                 "ESCROW_GATEWAY_PORT": str(ports["gateway"]),
-                "ESCROW_IPN_SECRET": secrets.token_urlsafe(24),
+                "ESCROW_IPN_SECRET": self.urls.ipn_secret,
                 "ESCROW_API_KEYS": self.urls.api_key,
                 "ESCROW_LOG_FORMAT": "json",
             }
