@@ -128,7 +128,11 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
         for i, path in enumerate(assign_paths(params.orders, params.paths, rng))
     ]
     stack = ChaosStack(work_dir, ipn_max_delay=params.ipn_max_delay)
-    await asyncio.wait_for(stack.start_all(), STARTUP_S)
+    try:
+        await asyncio.wait_for(stack.start_all(), STARTUP_S)
+    except BaseException:
+        await stack.stop_all()
+        raise
     http = Http(stack.urls.gateway, stack.urls.sandbox, stack.urls.api_key)
     clock = SandboxClock(http)
     driver = Driver(http, clock, deadline - VERIFY_RESERVE_S)
@@ -293,6 +297,7 @@ def _report(
         "unexpected_exits": dict(counts.unexpected_exits),
         "start_failures": dict(counts.start_failures),
         "http": {"calls": dict(http.calls), "retried": dict(http.retries)},
+        "gateway_http_500": http.retries["gateway HTTP 500"],
         "driver_errors": [
             {"orderRef": r.ref, "path": r.path, "error": r.error} for r in runs if r.error
         ],
