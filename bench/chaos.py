@@ -11,9 +11,10 @@ then the money invariants, as one JSON document on stdout (docs/reliability.md).
    ``bench.chaos_check`` against the sandbox ledger and ``GET /v1/orders/{ref}``.
 
 Every loop is bounded in count and time; ``--time-budget`` bounds the whole run. Exit code 0
-when there is no invariant violation, no lost order and no unsettled order; 1 otherwise; 2 when
-the stack could not run. Logs go to stderr at WARNING; the components' logs stay in
-``--work-dir`` (a temporary directory, removed after a clean run unless ``--keep``).
+when the plan ran in full (every order launched, every kill made) with no invariant violation,
+no lost order and no unsettled order; 1 otherwise; 2 when the stack could not run. Logs go to
+stderr at WARNING; the components' logs stay in ``--work-dir`` (a temporary directory, removed
+after a clean run unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from bench.chaos_driver import (
     assign_paths,
     new_run,
 )
-from bench.chaos_faults import Chaos, kill_plan
+from bench.chaos_faults import KILLED, Chaos, kill_plan
 from bench.chaos_http import CallFailed, Http
 from bench.chaos_stack import ChaosStack
 from cotpay.logs import configure_logging
@@ -237,9 +238,13 @@ def _report(
         for path in params.paths
     }
     counts = chaos.counts
-    ok = not violations and not verdict.lost and not verdict.unsettled
+    complete = all(r.t_start is not None for r in runs) and all(
+        counts.kills[name] == params.kills_per_component for name in KILLED
+    )
+    ok = complete and not violations and not verdict.lost and not verdict.unsettled
     return {
         "ok": ok,
+        "complete": complete,
         "seed": params.seed,
         "parameters": {
             "orders": params.orders,
@@ -291,7 +296,7 @@ def _report(
         "time_to_settle_s": {**_percentiles(settle), "by_path": by_path},
         "faults_injected": {"windows": counts.fault_windows, **dict(counts.faults)},
         "forged_ipns": dict(counts.forged_ipns),
-        "kills": {name: counts.kills[name] for name in ("worker", "gateway", "temporal")},
+        "kills": {name: counts.kills[name] for name in KILLED},
         "restarts": dict(counts.restarts),
         "down_s": {k: round(v, 1) for k, v in counts.down_seconds.items()},
         "unexpected_exits": dict(counts.unexpected_exits),

@@ -54,6 +54,7 @@ POLL_S = 1.0
 ARMED_MAX_S = 180.0
 MAX_OPERATOR_ACTIONS = 8
 OPERATOR_REPEAT_S = 20.0
+BUSY_ATTEMPTS = 5  # a seller decision meeting 409 order_busy (a money call on the order)
 
 
 class PathFailed(RuntimeError):
@@ -147,12 +148,17 @@ class SandboxClock:
                 raise PathFailed(f"pay {id_order}: {response.status_code} {response.text[:200]}")
 
     async def decide(self, id_order: int, decision: str) -> None:
-        async with self.lock:
-            response = await self.http.sb(
-                "POST", f"/sandbox/orders/{id_order}/return", {"decision": decision}
-            )
-        if response.status_code >= 300:
-            raise PathFailed(f"return {decision} {id_order}: {response.text[:200]}")
+        for _ in range(BUSY_ATTEMPTS):
+            async with self.lock:
+                response = await self.http.sb(
+                    "POST", f"/sandbox/orders/{id_order}/return", {"decision": decision}
+                )
+            if response.status_code < 300:
+                return
+            if response.status_code != 409 or "order_busy" not in response.text:
+                break
+            await asyncio.sleep(1.0)
+        raise PathFailed(f"return {decision} {id_order}: {response.text[:200]}")
 
     async def pay_armed(self, ref: str, id_order: int) -> None:
         """Pay at the current clock: the first payout must meet 11100."""
