@@ -12,9 +12,9 @@ then the money invariants, as one JSON document on stdout (docs/reliability.md).
 
 Every loop is bounded in count and time; ``--time-budget`` bounds the whole run. Exit code 0
 when the plan ran in full (every order launched, every kill made) with no invariant violation,
-no lost order and no unsettled order; 1 otherwise; 2 when the stack could not run. Logs go to
-stderr at WARNING; the components' logs stay in ``--work-dir`` (a temporary directory, removed
-after a clean run unless ``--keep``).
+no lost order, no unsettled order and every order at its path's end; 1 otherwise; 2 when the
+stack could not run. Logs go to stderr at WARNING; the components' logs stay in
+``--work-dir`` (a temporary directory, removed after a clean run unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from bench.chaos_check import Observed, check
 from bench.chaos_driver import (
     EXPECTED,
     PATHS,
+    RETURN_PENDING_AT_COTPAY,
     Driver,
     OrderRun,
     SandboxClock,
@@ -241,7 +242,13 @@ def _report(
     complete = all(r.t_start is not None for r in runs) and all(
         counts.kills[name] == params.kills_per_component for name in KILLED
     )
-    ok = complete and not violations and not verdict.lost and not verdict.unsettled
+    ok = (
+        complete
+        and not violations
+        and not verdict.lost
+        and not verdict.unsettled
+        and not mismatches
+    )
     return {
         "ok": ok,
         "complete": complete,
@@ -287,6 +294,9 @@ def _report(
         "operator_actions": len(operator),
         "operator_reasons": dict(Counter(str(a["reason"]) for a in operator)),
         "operator_log": operator,
+        "return_reopened_by_retry": sum(
+            1 for a in operator if RETURN_PENDING_AT_COTPAY in str(a["reason"])
+        ),
         "payout_too_early": {
             "orders": len(too_early),
             "met_11100": sum(1 for r in too_early if r.too_early_seen),

@@ -54,6 +54,7 @@ POLL_S = 1.0
 ARMED_MAX_S = 180.0
 MAX_OPERATOR_ACTIONS = 8
 OPERATOR_REPEAT_S = 20.0
+RETURN_PENDING_AT_COTPAY = "order is RETURN_PENDING"
 BUSY_ATTEMPTS = 5  # a seller decision meeting 409 order_busy (a money call on the order)
 
 
@@ -214,6 +215,9 @@ class Driver:
             await self.paths[run.path](run)
         except (CallFailed, PathFailed, TimeoutError) as exc:
             run.error = f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            run.error = "still waiting when the run ended"
+            raise
         finally:
             self.clock.disarm(run.ref)
 
@@ -395,9 +399,19 @@ class Driver:
             return
         run.handled[key] = now
         code, step = attention.get("code"), attention.get("step")
+        reason = str(attention.get("reason") or "")
+        seller = None
         if code in (10900, 11000):
             body = {"walletLinked": True, "bankLinked": True}
             await self.http.sb_ok("PATCH", f"/sandbox/users/{run.seller}", body)
+            seller = "relinked"
+        elif code == 10800 and RETURN_PENDING_AT_COTPAY in reason:
+            # A return request is open at Cotpay although the order saw the seller reject one:
+            # a retried return-request opened it (docs/reliability.md, "Open finding").
+            order = await self.http.sb_ok("GET", f"/sandbox/orders/{self._id(run)}")
+            if order.get("status") == "RETURN_PENDING":
+                await self.clock.decide(self._id(run), "reject")
+                seller = "rejected the open return request again"
         action = "release" if step == "return_rejected" else "retry"
         response = await self.http.gw(
             "POST",
@@ -414,6 +428,7 @@ class Driver:
                 "reason": attention.get("reason"),
                 "code": code,
                 "step": step,
+                "seller": seller,
                 "action": action,
                 "answer": response.status_code,
                 "error": answer.get("error") if response.status_code >= 300 else None,
