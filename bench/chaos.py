@@ -47,6 +47,7 @@ from bench.chaos_driver import (
     OrderRun,
     SandboxClock,
     assign_paths,
+    met_too_early,
     new_run,
 )
 from bench.chaos_faults import KILLED, Chaos, kill_plan
@@ -301,6 +302,11 @@ def _report(
             "orders": len(too_early),
             "met_11100": sum(1 for r in too_early if r.too_early_seen),
             "clock_moves": clock.moves,
+            "other_paths_met_11100": [
+                o.order_ref
+                for o in observed
+                if o.path != "payout_too_early" and o.view and met_too_early(o.view)
+            ],
         },
         "cotpay_orders_not_ours_without_money": verdict.orphans,
         "time_to_settle_s": {**_percentiles(settle), "by_path": by_path},
