@@ -7,12 +7,11 @@ answers every ``NEEDS_ATTENTION`` with ``retry`` (after relinking the seller on 
 
 The sandbox runs Cotpay's ``t1-1600`` rule while orders use ``payoutRule: immediate``, so our
 side pays as soon as it may and Cotpay decides. ``SandboxClock`` makes that decision per order
-on one shared clock: a buyer normally pays with the clock set back three days (the payout is
-allowed at once); an order of the ``payout_too_early`` path pays at the current clock, so its
-first payout gets 11100, and the clock moves three days on only once no such order still waits
-for its first payout call. A payout of another order that reaches the sandbox in the moment a
-buyer pays with the clock set back meets 11100 too (the run counts it); it pays out five
-minutes later.
+on one shared clock that only moves forward: once an order's money is held, the clock moves two
+days past the hold before the shop says "delivered", so Cotpay allows the payout. An order of
+the ``payout_too_early`` path is paid and delivered without that move, so its first payout gets
+11100; no move happens while such an order still waits for its first payout call, and the next
+move lets its retry (five minutes later) through.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ EXPECTED = {
     "wallet_unlinked": "PAID_OUT",
     "bank_unlinked": "PAID_OUT",
 }
-BACKDATE_S = 3 * 86400
+MOVE_S = 2 * 86400  # past T+1 16:00 of any hold
 STEP_S = 300.0
 FINAL_S = 600.0  # a payout may meet 11100 by chance (below) and wait 5 minutes
 TOO_EARLY_S = 900.0
@@ -122,34 +121,59 @@ def new_run(index: int, path: str, seed: int) -> OrderRun:
 
 
 class SandboxClock:
-    """The sandbox's one clock, shared by every order (see the module docstring)."""
+    """The sandbox's one clock, shared by every order; it only moves forward (module docstring).
+
+    ``pay`` returns the clock offset the money was held at; ``payable`` moves the clock two days
+    past it, so that Cotpay allows the payout, but never while an order armed for 11100 still
+    waits for its first payout call (bounded by ``ARMED_MAX_S``). Checks and moves happen under
+    one lock with the payments, so no payment slips between a check and a move.
+    """
 
     def __init__(self, http: Http) -> None:
         self.http = http
         self.base = 0
         self.lock = asyncio.Lock()
-        self.armed: dict[str, float] = {}
-        self.waiting: set[str] = set()
+        self.armed: dict[str, tuple[float, int]] = {}  # ref -> (since, offset at the hold)
+        self.waiting: dict[str, int] = {}  # met 11100: ref -> offset at the hold
+        self.moves_pending = 0
         self.moves = 0
 
-    async def _set(self, offset: int) -> None:
-        await self.http.sb_ok("PUT", "/sandbox/clock", {"offsetSeconds": offset})
+    async def _move(self, offset: int) -> None:
+        if offset > self.base:
+            await self.http.sb_ok("PUT", "/sandbox/clock", {"offsetSeconds": offset})
+            self.base = offset
+            self.moves += 1
 
-    async def pay(self, id_order: int, *, backdate: bool) -> None:
+    def _armed_blocks(self) -> bool:
+        now = time.monotonic()
+        return any(now - since < ARMED_MAX_S for since, _ in self.armed.values())
+
+    async def pay(self, id_order: int) -> int:
         async with self.lock:
-            if backdate:
-                await self._set(self.base - BACKDATE_S)
-            try:
-                response = await self.http.sb(
-                    "POST", f"/sandbox/orders/{id_order}/pay", {"outcome": "success"}
-                )
-            finally:
-                if backdate:
-                    await self._set(self.base)
+            held_at = self.base
+            response = await self.http.sb(
+                "POST", f"/sandbox/orders/{id_order}/pay", {"outcome": "success"}
+            )
         if response.status_code >= 300:
             order = await self.http.sb_ok("GET", f"/sandbox/orders/{id_order}")
             if order.get("status") == "AWAITING_PAYMENT":
                 raise PathFailed(f"pay {id_order}: {response.status_code} {response.text[:200]}")
+        return held_at
+
+    async def payable(self, held_at: int) -> None:
+        """Until Cotpay allows paying out money held at clock offset ``held_at``."""
+        self.moves_pending += 1
+        try:
+            while True:
+                async with self.lock:
+                    if self.base >= held_at + MOVE_S:
+                        return
+                    if not self._armed_blocks():
+                        await self._move(held_at + MOVE_S)
+                        return
+                await asyncio.sleep(0.2)
+        finally:
+            self.moves_pending -= 1
 
     async def decide(self, id_order: int, decision: str) -> None:
         for _ in range(BUSY_ATTEMPTS):
@@ -165,33 +189,37 @@ class SandboxClock:
         raise PathFailed(f"return {decision} {id_order}: {response.text[:200]}")
 
     async def pay_armed(self, ref: str, id_order: int) -> None:
-        """Pay at the current clock: the first payout must meet 11100."""
+        """Pay at the current clock, armed: the first payout must meet 11100."""
         deadline = time.monotonic() + ARMED_MAX_S
-        while self.waiting and time.monotonic() < deadline:
+        while (self.waiting or self.moves_pending) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-        self.armed[ref] = time.monotonic()
-        await self.pay(id_order, backdate=False)
+        async with self.lock:
+            self.armed[ref] = (time.monotonic(), self.base)
+            response = await self.http.sb(
+                "POST", f"/sandbox/orders/{id_order}/pay", {"outcome": "success"}
+            )
+        if response.status_code >= 300:
+            self.armed.pop(ref, None)
+            raise PathFailed(f"pay {id_order}: {response.status_code} {response.text[:200]}")
 
     def observed(self, ref: str) -> None:
-        """``ref`` met 11100: it waits for the clock to move."""
-        if self.armed.pop(ref, None) is not None:
-            self.waiting.add(ref)
+        """``ref`` met 11100 (or paid out without): it waits for the clock to move."""
+        armed = self.armed.pop(ref, None)
+        if armed is not None:
+            self.waiting[ref] = armed[1]
 
     def disarm(self, ref: str) -> None:
         self.armed.pop(ref, None)
+        self.waiting.pop(ref, None)
 
     async def keep(self) -> None:
-        """Move the clock on once nothing armed is left (or the oldest waited too long)."""
+        """Move the clock for the orders that met 11100, once nothing armed blocks it."""
         while True:
             await asyncio.sleep(1.0)
-            oldest = min(self.armed.values(), default=None)
-            stale = oldest is not None and time.monotonic() - oldest > ARMED_MAX_S
-            if self.waiting and (not self.armed or stale):
-                async with self.lock:
-                    self.base += BACKDATE_S
-                    await self._set(self.base)
-                self.moves += 1
-                self.waiting.clear()
+            async with self.lock:
+                if self.waiting and not self._armed_blocks():
+                    await self._move(max(self.waiting.values()) + MOVE_S)
+                    self.waiting.clear()
 
 
 class Driver:
@@ -227,7 +255,7 @@ class Driver:
     # --- the paths ---------------------------------------------------------------------------
 
     async def happy(self, run: OrderRun) -> None:
-        await self._held(run, backdate=True)
+        await self._held(run)
         await self._message(run, "delivered")
         await self._final(run, "PAID_OUT")
 
@@ -253,7 +281,7 @@ class Driver:
     async def late_payment(self, run: OrderRun) -> None:
         await self._start(run)
         await self._wait(run, {"EXPIRED"})
-        await self.clock.pay(self._id(run), backdate=False)
+        await self.clock.pay(self._id(run))
         late = frozenset({"EXPIRED"})  # until the late HOLDING reaches the order
         await self._sandbox_status(run, "RETURN_PENDING", late)
         await self.clock.decide(self._id(run), "approve")
@@ -276,7 +304,7 @@ class Driver:
         await self._unlinked(run, "bankLinked")
 
     async def _unlinked(self, run: OrderRun, link: str) -> None:
-        await self._held(run, backdate=True)
+        await self._held(run)
         await self.http.sb_ok("PATCH", f"/sandbox/users/{run.seller}", {link: False})
         await self._message(run, "delivered")
         await self._final(run, "PAID_OUT")  # the operator relinks and retries on 10900/11000
@@ -302,13 +330,15 @@ class Driver:
         if view.get("status") != "AWAITING_PAYMENT":
             await self._wait(run, {"AWAITING_PAYMENT"})
 
-    async def _held(self, run: OrderRun, *, backdate: bool) -> None:
+    async def _held(self, run: OrderRun) -> None:
+        """Paid and HELD, with the sandbox clock far enough on for Cotpay to allow a payout."""
         await self._awaiting_payment(run)
-        await self.clock.pay(self._id(run), backdate=backdate)
+        held_at = await self.clock.pay(self._id(run))
         await self._wait(run, {"HELD"})
+        await self.clock.payable(held_at)
 
     async def _disputed(self, run: OrderRun) -> None:
-        await self._held(run, backdate=True)
+        await self._held(run)
         await self._message(run, "dispute", {"reason": "chaos: buyer disputes"})
         await self._sandbox_status(run, "RETURN_PENDING")
 
