@@ -18,7 +18,10 @@ COPY cotpay cotpay
 COPY workflows workflows
 COPY activities activities
 COPY starter starter
+COPY runtime runtime
 COPY sandbox sandbox
+COPY store store
+COPY webhooks webhooks
 RUN pip install --no-deps --no-build-isolation . \
     && pip uninstall -y hatchling pathspec pluggy trove-classifiers packaging \
     && pip check

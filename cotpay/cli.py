@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 import types
@@ -36,10 +37,18 @@ from cotpay.settings import CotpaySettings, read_env_file
 _FIELD = "field:"
 _PREFIX = "COTPAY_"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Where `cotpay-escrow run` keeps the sandbox's credentials (docs/running.md).
+SANDBOX_CREDENTIALS = ".data/keys/credentials.env"
+NO_TOKEN = 11400
 
 
 def kebab(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def hyphenated(endpoint: str) -> str:
+    """The endpoint's name as a reader guesses it: ``customerID`` -> ``customer-id``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "-", endpoint).lower()
 
 
 def _base_type(annotation: Any) -> Any:
@@ -82,9 +91,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="send the flags without checking them against the request model",
     )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help='the answer is JSON already; errors become {"error", "message"} on stdout',
+    )
     for endpoint in ENDPOINTS.values():
+        alias = hyphenated(endpoint.name)
         parser = endpoints.add_parser(
             endpoint.name,
+            aliases=[alias] if alias != endpoint.name else [],
             parents=[common],
             help=endpoint.summary,
             description=f"{endpoint.summary} (POST {endpoint.path}).",
@@ -132,6 +148,39 @@ async def _call(settings: CotpaySettings, endpoint: Endpoint, payload: dict[str,
         return await cotpay.call(endpoint.name, payload)
 
 
+def _error(args: argparse.Namespace, code: str, message: str, exit_code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": code, "message": message}, ensure_ascii=False))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return exit_code
+
+
+def missing_credentials(settings: CotpaySettings) -> list[str]:
+    """The ``COTPAY_*`` settings that are not set, when the call cannot be made without them
+    (the key files of the encrypted envelope); empty when the call can go out. Without an app
+    id or token, a plain call still goes out and Cotpay answers 11400."""
+    keys = [
+        name
+        for name, path in (
+            ("COTPAY_PUBLIC_KEY_FILE", settings.public_key_file),
+            ("COTPAY_PRIVATE_KEY_FILE", settings.private_key_file),
+        )
+        if path is None
+    ]
+    if settings.envelope != "encrypted" or not keys:
+        return []
+    ids = [
+        name
+        for name, value in (
+            ("COTPAY_APP_ID", settings.app_id),
+            ("COTPAY_ACCESS_TOKEN", settings.access_token.get_secret_value()),
+        )
+        if not value
+    ]
+    return ids + keys
+
+
 def run(args: argparse.Namespace) -> int:
     endpoint: Endpoint = args.api_endpoint
     configure_logging()
@@ -140,25 +189,45 @@ def run(args: argparse.Namespace) -> int:
         try:
             payload = endpoint.request.model_validate(payload).wire()
         except ValidationError as exc:
-            print(f"error: invalid {endpoint.name} request:", file=sys.stderr)
-            print(_field_errors(exc, flags=True), file=sys.stderr)
-            return EXIT_USAGE
+            problems = _field_errors(exc, flags=True)
+            return _error(
+                args, "invalid_request", f"invalid {endpoint.name} request:\n{problems}", EXIT_USAGE
+            )
     try:
         settings = settings_from(args.env_file, args.base_url)
     except OSError as exc:
-        print(f"error: cannot read {args.env_file}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(
+            args, "config_error", f"cannot read {args.env_file}: {exc.strerror}", EXIT_USAGE
+        )
     except ValidationError as exc:
-        print("error: invalid COTPAY_* settings:", file=sys.stderr)
-        print(_field_errors(exc, flags=False), file=sys.stderr)
-        return EXIT_USAGE
+        problems = _field_errors(exc, flags=False)
+        return _error(args, "config_error", f"invalid COTPAY_* settings:\n{problems}", EXIT_USAGE)
+    missing = missing_credentials(settings)
+    if missing:
+        return _error(
+            args,
+            "config_error",
+            f"no Cotpay credentials ({', '.join(missing)} not set). For the sandbox of "
+            f"`cotpay-escrow run`, pass --env-file {SANDBOX_CREDENTIALS}; otherwise set the "
+            "COTPAY_* variables (docs/cli.md)",
+            EXIT_USAGE,
+        )
     try:
         answer = asyncio.run(_call(settings, endpoint, payload))
     except CotpayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _error(args, "cotpay_error", str(exc), EXIT_FAILED)
     except (ValueError, OSError) as exc:
-        print(f"error: Cotpay client configuration: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(
+            args,
+            "config_error",
+            f"Cotpay client configuration: {exc} (for the sandbox of `cotpay-escrow run`: "
+            f"--env-file {SANDBOX_CREDENTIALS})",
+            EXIT_USAGE,
+        )
     print(pretty(answer))
+    if answer.get("code") == NO_TOKEN:
+        print(
+            f"hint: for the sandbox of `cotpay-escrow run`: --env-file {SANDBOX_CREDENTIALS}",
+            file=sys.stderr,
+        )
     return EXIT_OK if answer.get("code") == SUCCESS else EXIT_FAILED

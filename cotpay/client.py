@@ -1,4 +1,4 @@
-"""Async client for Cotpay's six endpoints (DESIGN.md 3.1-3.2).
+"""Async client for Cotpay's six endpoints (docs/cotpay-protocol.md, "The client").
 
 One shared ``httpx.AsyncClient`` per ``CotpayClient`` (pooled connections, explicit timeouts).
 Each call seals the payload with the configured envelope, opens the answer the same way, checks

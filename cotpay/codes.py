@@ -1,7 +1,7 @@
 """Cotpay result codes: the one table the client, the activities and the sandbox share.
 
-DESIGN.md 3.2. Every code maps to a typed exception carrying the code, Cotpay's message, the
-endpoint and whether retrying the same call can help.
+See docs/cotpay-protocol.md, "Codes and errors". Every code maps to a typed exception carrying
+the code, Cotpay's message, the endpoint and whether retrying the same call can help.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cotpay's request/response envelope (DESIGN.md 3.1).
+"""Cotpay's request/response envelope (docs/cotpay-protocol.md, "The envelope").
 
 ASSUMPTION (the one module to change if Cotpay differs): Cotpay's page says payloads are
 encrypted but not how. We implement the security envelope its payment partner PayME publishes:

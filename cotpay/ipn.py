@@ -1,9 +1,10 @@
-"""Cotpay IPN callbacks (DESIGN.md 3.3).
+"""Cotpay IPN callbacks (docs/cotpay-protocol.md; the IPN URL check: docs/http-api.md).
 
 ASSUMPTION (the one parser to change if Cotpay differs): Cotpay's IPN body is undocumented. We
-accept a JSON object, plain or sealed in the envelope of 3.1, with ``idOrder``, ``status``,
-``code``, ``message``, ``amount``, ``transactionId`` and ``time``. Unknown statuses are kept as
-they are (never dropped) and unknown extra fields are preserved in ``extra``.
+accept a JSON object, plain or sealed in the envelope (``cotpay/envelope.py``), with
+``idOrder``, ``status``, ``code``, ``message``, ``amount``, ``transactionId`` and ``time``.
+Unknown statuses are kept as they are (never dropped) and unknown extra fields are preserved in
+``extra``.
 
 Each order gets one URL per step, signed so that a forged callback is refused:
 ``{public_url}/ipn/{orderRef}/{step}?sig=base64url(HMAC-SHA256(secret, "{orderRef}:{step}"))``.

@@ -1,4 +1,7 @@
-"""Configuration of the Cotpay client, from ``COTPAY_*`` environment variables (DESIGN.md 7)."""
+"""Configuration of the Cotpay client, from ``COTPAY_*`` environment variables.
+
+See docs/cotpay-protocol.md (the client) and docs/cli.md (the variables).
+"""
 
 from __future__ import annotations
 

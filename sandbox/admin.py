@@ -1,4 +1,4 @@
-"""The admin API under ``/sandbox/`` (plain JSON, no envelope; routes fixed by DESIGN.md 4).
+"""The admin API under ``/sandbox/`` (plain JSON, no envelope; routes in docs/sandbox.md).
 
 Errors are ``{"error": "<stable_code>", "message": ...}``: 404 ``order_not_found`` /
 ``user_not_found``, 409 ``invalid_state`` / ``order_busy``, 422 ``validation_error`` with

@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 
 from cotpay.logs import configure_logging
+from cotpay.payout_window import PayoutRule
 from sandbox.faults import IpnPolicy
 from sandbox.keys import ensure_keys
 from sandbox.state import EnvelopeMode, SandboxState
 from sandbox.testing import serve_state
-from workflows.models import PayoutRule
 
 
 def register(subparsers: Any) -> None:

@@ -5,10 +5,11 @@ per pending record makes the attempts. Attempt n failing (non-2xx, connection er
 an injected drop) waits ``min(base * 2**(n-1), cap)`` before attempt n+1; delivery stops after
 ``max_attempts`` or ``max_age`` seconds (``gaveUp``). A restarted sandbox resumes pending records.
 
-The body is sealed in the envelope of DESIGN.md 3.1 for the merchant's public key, with the path
-of the IPN URL as the action (plain JSON in plain mode). Faults: ``ipnDropRate`` (the attempt is
-not made and counts as failed), ``ipnDuplicateRate`` (the IPN is sent twice), ``ipnReorder`` (a
-random first delay up to ``reorder_window`` so later IPNs may overtake earlier ones).
+The body is sealed in the envelope (docs/cotpay-protocol.md) for the merchant's public key, with
+the path of the IPN URL as the action (plain JSON in plain mode). Faults: ``ipnDropRate`` (the
+attempt is not made and counts as failed), ``ipnDuplicateRate`` (the IPN is sent twice),
+``ipnReorder`` (a random first delay up to ``reorder_window`` so later IPNs may overtake earlier
+ones).
 """
 
 from __future__ import annotations

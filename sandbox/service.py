@@ -36,12 +36,12 @@ from cotpay.models import (
     SignUpRequest,
     VerifyOrderRequest,
 )
+from cotpay.payout_window import payout_allowed
 from sandbox.clock import SandboxClock, iso
 from sandbox.domain import LedgerEntry, LedgerKind, Order, OrderStatus, User, payment_url
 from sandbox.faults import FaultInjector
 from sandbox.ipn_delivery import IpnDispatcher
 from sandbox.store import Store
-from workflows.payout_rule import payout_allowed
 
 log = structlog.get_logger("sandbox")
 

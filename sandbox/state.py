@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cotpay.envelope import EncryptedEnvelope, Envelope, PlainEnvelope, Sealed
+from cotpay.payout_window import PayoutRule
 from cotpay.settings import CotpaySettings
 from sandbox.clock import SandboxClock
 from sandbox.faults import FaultInjector, IpnPolicy
@@ -14,7 +15,6 @@ from sandbox.ipn_delivery import IpnDispatcher
 from sandbox.keys import SandboxKeys
 from sandbox.service import SandboxService
 from sandbox.store import Store
-from workflows.models import PayoutRule
 
 EnvelopeMode = Literal["encrypted", "plain"]
 

@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import uvicorn
 
+from cotpay.payout_window import PayoutRule
 from cotpay.serving import serving
 from cotpay.settings import CotpaySettings
 from sandbox.app import create_app
 from sandbox.faults import IpnPolicy
 from sandbox.keys import SandboxKeys, ensure_keys
 from sandbox.state import EnvelopeMode, SandboxState
-from workflows.models import PayoutRule
 
 FAST_IPN = IpnPolicy(
     base_delay=0.05, max_delay=0.5, max_attempts=10, timeout=2.0, reorder_window=0.3

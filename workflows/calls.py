@@ -1,4 +1,9 @@
-"""How the workflow calls the Cotpay activities: timeouts, retry policies, failure reading.
+"""How the workflow calls the Cotpay activities: typed calls, timeouts, retry policies, failure
+reading.
+
+Each ``Call`` names the activity by its method (``CotpayActivities.payment``), so
+``workflow.execute_activity_method`` schedules it under the method's registered name
+(``cotpay.payment``) and mypy checks the argument and the result against the method.
 
 ``START_TO_CLOSE`` must exceed one HTTP call (``CotpaySettings.request_timeout``, 25 s by
 default); ``run_worker`` refuses to start when it does not. Temporal retries only what the code
@@ -16,15 +21,30 @@ which, and the operator rules refuse the opposite money call while the first is 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
+from activities.cotpay_activities import CotpayActivities
 from activities.errors import INVALID_REQUEST
+from activities.models import (
+    CallResult,
+    CreateOrderInput,
+    CreateOrderResult,
+    CustomerCheckInput,
+    OrderCallInput,
+    SignUpInput,
+    VerifyOrderInput,
+)
 from cotpay.codes import CODES, SUCCESS
+
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 START_TO_CLOSE = timedelta(seconds=35)
 
@@ -45,25 +65,40 @@ RETRY = RetryPolicy(
 
 DEFINITE: frozenset[str] = frozenset(NON_RETRYABLE) - {"UnknownCode", "Protocol"}
 
-# Conditions that end an order in FAILED while it is being created (DESIGN.md 3.2).
+# Conditions that end an order in FAILED while it is being created (docs/workflow.md, Cotpay codes).
 FATAL_AT_CREATE = frozenset(
     {"SellerNotFound", "BuyerNotFound", "ValidationFailed", INVALID_REQUEST}
 )
 
 
 @dataclass(frozen=True)
-class Call:
-    activity: str
+class Call(Generic[A, R]):
+    """One Cotpay activity as the workflow calls it: the activity method, the step name the
+    order records (``Attention.step``, ``retry``), and how long its retries may run."""
+
+    activity: Callable[[CotpayActivities, A], Awaitable[R]]
     step: str
     schedule_to_close: timedelta
 
 
-CUSTOMER_ID = Call("cotpay.customer_id", "customer_id", timedelta(minutes=10))
-SIGN_UP = Call("cotpay.sign_up", "sign_up", timedelta(minutes=10))
-CREATE_ORDER = Call("cotpay.create_order", "create", timedelta(minutes=10))
-VERIFY_ORDER = Call("cotpay.verify_order", "verify", timedelta(minutes=10))
-PAYMENT = Call("cotpay.payment", "payment", timedelta(hours=1))
-RETURN_REQUEST = Call("cotpay.return_request", "return", timedelta(hours=1))
+CUSTOMER_ID: Call[CustomerCheckInput, CallResult] = Call(
+    CotpayActivities.customer_id, "customer_id", timedelta(minutes=10)
+)
+SIGN_UP: Call[SignUpInput, CallResult] = Call(
+    CotpayActivities.sign_up, "sign_up", timedelta(minutes=10)
+)
+CREATE_ORDER: Call[CreateOrderInput, CreateOrderResult] = Call(
+    CotpayActivities.create_order, "create", timedelta(minutes=10)
+)
+VERIFY_ORDER: Call[VerifyOrderInput, CallResult] = Call(
+    CotpayActivities.verify_order, "verify", timedelta(minutes=10)
+)
+PAYMENT: Call[OrderCallInput, CallResult] = Call(
+    CotpayActivities.payment, "payment", timedelta(hours=1)
+)
+RETURN_REQUEST: Call[OrderCallInput, CallResult] = Call(
+    CotpayActivities.return_request, "return", timedelta(hours=1)
+)
 
 CREATION_STEPS = frozenset(c.step for c in (CUSTOMER_ID, SIGN_UP, CREATE_ORDER, VERIFY_ORDER))
 
@@ -89,7 +124,7 @@ class Failure:
         return f"{self.step}: {self.type}{code}: {self.message}"
 
 
-def failure_of(call: Call, err: ActivityError) -> Failure:
+def failure_of(call: Call[Any, Any], err: ActivityError) -> Failure:
     cause = err.cause
     if isinstance(cause, TimeoutError):
         last = cause.cause

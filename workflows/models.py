@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from cotpay.ipn import IpnBody, IpnStep
 from cotpay.models import Amount, CotpayId, Description, PayMethod
+from cotpay.payout_window import PayoutRule as PayoutRule  # re-exported: the order input's rule
 
 TASK_QUEUE = "cotpay-escrow"
 WORKFLOW_TYPE = "EscrowOrderWorkflow"
@@ -59,12 +60,6 @@ TERMINAL_STATUSES = frozenset(
         EscrowStatus.FAILED,
     }
 )
-
-
-class PayoutRule(StrEnum):
-    T1_1600 = "t1-1600"
-    BUSINESS_T1_1600 = "business-t1-1600"
-    IMMEDIATE = "immediate"
 
 
 class BuyerProfile(Model):

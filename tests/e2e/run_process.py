@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from starter.processes import ChildProcess
+from starter.stack.processes import ChildProcess
 
 CLI = [sys.executable, "-m", "starter.cli"]
 

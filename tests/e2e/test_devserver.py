@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from starter.devserver import SEARCH_ATTRIBUTES, DevServer, DevServerError, dev_server
+from starter.stack.devserver import SEARCH_ATTRIBUTES, DevServer, DevServerError, dev_server
 
 pytestmark = pytest.mark.e2e
 

@@ -9,12 +9,12 @@ import pytest
 from cotpay.ipn import ipn_signature
 from workflows.models import EscrowStatus
 
-from .stack import IPN_SECRET, Stack
+from .driver import IPN_SECRET, E2EStack
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_forged_ipn_gets_403_and_signals_nothing(stack: Stack) -> None:
+async def test_forged_ipn_gets_403_and_signals_nothing(stack: E2EStack) -> None:
     view = await stack.started("forged")
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     before = await stack.view(ref)
@@ -36,7 +36,7 @@ async def test_forged_ipn_gets_403_and_signals_nothing(stack: Stack) -> None:
     assert (await stack.ledger(id_order))["holds"] == []
 
 
-async def test_replayed_ipns_change_nothing(stack: Stack) -> None:
+async def test_replayed_ipns_change_nothing(stack: E2EStack) -> None:
     view = await stack.started("replay")
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     await stack.pay(id_order)

@@ -8,15 +8,15 @@ from datetime import datetime
 
 import pytest
 
+from cotpay.payout_window import earliest_payout
 from workflows.models import EscrowStatus
-from workflows.payout_rule import earliest_payout
 
-from .stack import Stack
+from .driver import E2EStack
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_happy_path_to_paid_out_with_one_payout(stack: Stack) -> None:
+async def test_happy_path_to_paid_out_with_one_payout(stack: E2EStack) -> None:
     view = await stack.started("happy")
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     assert view["status"] == EscrowStatus.AWAITING_PAYMENT
@@ -38,7 +38,7 @@ async def test_happy_path_to_paid_out_with_one_payout(stack: Stack) -> None:
     assert len((await stack.ledger(id_order))["payouts"]) == 1
 
 
-async def test_return_path_to_refunded(stack: Stack) -> None:
+async def test_return_path_to_refunded(stack: E2EStack) -> None:
     view = await stack.started("return")
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     await stack.pay(id_order)
@@ -61,7 +61,7 @@ async def test_return_path_to_refunded(stack: Stack) -> None:
     assert late.json()["error"]
 
 
-async def test_start_is_idempotent_and_conflicts_are_refused(stack: Stack) -> None:
+async def test_start_is_idempotent_and_conflicts_are_refused(stack: E2EStack) -> None:
     body = await stack.order_body("idem")
     first = await stack.start(body)
     assert first.status_code == 201, first.text
@@ -76,7 +76,7 @@ async def test_start_is_idempotent_and_conflicts_are_refused(stack: Stack) -> No
     assert view["amount"] == body["amount"]
 
 
-async def test_t1_1600_order_waits_for_the_payout_instant(stack: Stack) -> None:
+async def test_t1_1600_order_waits_for_the_payout_instant(stack: E2EStack) -> None:
     view = await stack.started("t1", payoutRule="t1-1600")
     ref, id_order = view["orderRef"], view["cotpayOrderId"]
     await stack.pay(id_order)
@@ -93,7 +93,7 @@ async def test_t1_1600_order_waits_for_the_payout_instant(stack: Stack) -> None:
     assert (await stack.ledger(id_order))["payouts"] == []
 
 
-async def test_list_orders_by_status_uses_search_attributes(stack: Stack) -> None:
+async def test_list_orders_by_status_uses_search_attributes(stack: E2EStack) -> None:
     view = await stack.started("visible")
     ref = view["orderRef"]
     deadline = time.monotonic() + 15

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.client import Client
 
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
-from starter.demo_cmd import run_demo
-from starter.processes import ChildProcess, free_port
-from starter.settings import TemporalSettings
+from starter.cli.demo import run_demo
+from starter.stack.processes import ChildProcess, free_port
 
+from .driver import API_KEY, E2EStack, cotpay_env, e2e_stack
 from .run_process import CLI, clean_env, cli, wait_ready
-from .stack import API_KEY, Stack, cotpay_env, stack_on
 
 pytestmark = pytest.mark.e2e
 
@@ -147,18 +149,14 @@ async def test_run_with_another_cotpay_starts_no_sandbox(
 
 @pytest.fixture
 async def t1_gateway(
-    temporal_settings: TemporalSettings,
+    temporal_settings: TemporalConfig,
     temporal_client: Client,
     sandbox: RunningSandbox,
-    stack: Stack,
+    stack: E2EStack,
 ) -> AsyncIterator[str]:
     """The session's worker runs the order; a second gateway starts it with rule t1-1600."""
-    async with stack_on(
-        temporal_settings,
-        temporal_client,
-        sandbox,
-        in_process_worker=False,
-        payout_rule="t1-1600",
+    async with e2e_stack(
+        temporal_settings, sandbox, client=temporal_client, worker=None, payout_rule="t1-1600"
     ) as t1:
         yield t1.gateway_url
 
@@ -200,3 +198,49 @@ async def test_demo_without_shift_clock_says_what_it_waits_for(
     assert code == 0, text
     assert "pays out not before" in text and "16:00 Vietnam time" in text
     assert "--shift-clock" in text
+
+
+def _exports(banner: str) -> dict[str, str]:
+    """The ``Other terminals  export A=1 B=2`` line of the banner, as variables."""
+    line = next(x for x in banner.splitlines() if "Other terminals  export " in x)
+    return dict(pair.split("=", 1) for pair in line.split("export ", 1)[1].split())
+
+
+async def test_another_terminal_follows_the_banner(tmp_path: Path) -> None:
+    """`run --payout-rule immediate`, then in another terminal what the banner says: `order
+    start` takes the rule, `ops list` shows a failed order's reason and why it is COMPLETED,
+    `api customer-id` reaches the sandbox with its credentials file."""
+    run, gateway_url, sandbox_url = _run_process(tmp_path)
+    await run.start()
+    try:
+        await wait_ready(run, gateway_url, within=60)
+        exports = _exports(run.log_tail(60))
+        assert exports["ESCROW_PAYOUT_RULE"] == "immediate"
+        env = {**clean_env(), **exports}
+        async with httpx.AsyncClient(base_url=sandbox_url) as admin:
+            user = {"name": "Shop", "walletLinked": True, "bankLinked": True}
+            for who in ("0911000001", "0922000002"):
+                assert (await admin.put(f"/sandbox/users/{who}", json=user)).status_code < 300
+        start = ["order", "start", "--buyer", "0922000002", "--amount", "150000", "--json"]
+        code, text = await cli(*start, "cli-ok", "--seller", "0911000001", env=env)
+        assert code == 0, text
+        assert json.loads(text)["order"]["payoutRule"] == "immediate"
+
+        code, text = await cli(*start, "cli-bad", "--seller", "0999999999", env=env)
+        assert code == 1, text
+        assert json.loads(text)["error"] == "cotpay_refused"
+        code, text = await cli("ops", "list", env=env)
+        assert code == 0, text
+        failed = next(line for line in text.splitlines() if line.startswith("cli-bad"))
+        assert "FAILED" in failed and "COMPLETED" in failed and "(10200)" in failed, text
+        assert "shows it COMPLETED" in text
+
+        credentials = tmp_path / "data" / "keys" / "credentials.env"
+        api = ["api", "customer-id", "--partner-id", "0911000001", "--buyer-id", "0922000002"]
+        code, text = await cli(*api, "--env-file", str(credentials), env=clean_env())
+        assert code == 0, text
+        assert json.loads(text[text.index("{") :])["code"] == 10100
+        code, text = await cli(*api, env=clean_env())
+        assert code == 2 and "--env-file .data/keys/credentials.env" in text, text
+    finally:
+        await run.stop(grace=30)

@@ -9,46 +9,38 @@ from pathlib import Path
 
 import pytest
 
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
-from starter.devserver import DevServer
-from starter.processes import ChildProcess
-from starter.settings import TemporalSettings
-from starter.temporal_client import connect
+from starter.stack import DevServer, ProcessPart
 from workflows.models import EscrowStatus
 
 from .conftest import CRASH_NAMESPACE
-from .stack import Stack, escrow_settings, stack_on, worker_process
+from .driver import E2EStack, e2e_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @asynccontextmanager
-async def two_workers(
-    temporal_server: DevServer, sandbox: RunningSandbox, logs: Path, name: str
-) -> AsyncIterator[tuple[Stack, ChildProcess, ChildProcess]]:
-    """A gateway on the crash namespace; the first worker process running, the second not yet.
+async def crash_stack(
+    temporal_server: DevServer, sandbox: RunningSandbox, logs: Path
+) -> AsyncIterator[E2EStack]:
+    """A gateway and a worker process (``<logs>/worker.log``) on the crash namespace."""
+    config = TemporalConfig(address=temporal_server.address, namespace=CRASH_NAMESPACE)
+    logs.mkdir(parents=True, exist_ok=True)
+    async with e2e_stack(config, sandbox, worker="process", log_dir=logs) as stack:
+        yield stack
 
-    The workers log to ``<logs>/<name>-worker-{1,2}.log``; both are stopped at the end.
-    """
-    settings = TemporalSettings(address=temporal_server.address, namespace=CRASH_NAMESPACE)
-    client = await connect(settings)
-    async with stack_on(settings, client, sandbox, in_process_worker=False) as stack:
-        escrow = escrow_settings(stack.gateway_url)
-        cotpay = sandbox.cotpay_settings()
-        first = worker_process(settings, cotpay, escrow, logs / f"{name}-worker-1.log")
-        second = worker_process(settings, cotpay, escrow, logs / f"{name}-worker-2.log")
-        await first.start()
-        try:
-            yield stack, first, second
-        finally:
-            await first.stop()
-            await second.stop(grace=20)
+
+def worker(stack: E2EStack) -> ProcessPart:
+    part = stack.part("worker")
+    assert isinstance(part, ProcessPart)
+    return part
 
 
 async def test_worker_killed_while_waiting_for_payout_finishes_once(
     temporal_server: DevServer, sandbox: RunningSandbox, e2e_dir: Path
 ) -> None:
-    async with two_workers(temporal_server, sandbox, e2e_dir, "crash") as (stack, first, second):
+    async with crash_stack(temporal_server, sandbox, e2e_dir / "crash") as stack:
         view = await stack.started("crash", timers={"inspectionPeriod": "PT5S"})
         ref, id_order = view["orderRef"], view["cotpayOrderId"]
         await stack.pay(id_order)
@@ -60,13 +52,12 @@ async def test_worker_killed_while_waiting_for_payout_finishes_once(
         assert waiting["status"] == EscrowStatus.DELIVERED
         assert datetime.fromisoformat(waiting["payoutNotBefore"]) > datetime.now(UTC)
 
-        first.kill()
-        assert await first.wait() != 0
+        assert await stack.kill("worker") != 0
         assert (await stack.ledger(id_order))["payouts"] == []
 
-        await second.start()
+        await stack.restart("worker")
         await stack.wait_status(ref, EscrowStatus.PAID_OUT, within=45)
-        assert second.returncode is None, second.log_tail()
+        assert worker(stack).alive, worker(stack).log_tail()
         entry = await stack.ledger(id_order)
         assert len(entry["payouts"]) == 1
         assert entry["refunds"] == []
@@ -77,7 +68,7 @@ async def test_worker_killed_mid_payout_pays_out_exactly_once(
 ) -> None:
     """The payout call is in flight (slow sandbox) when the worker dies; Cotpay completes it.
     The retried call (after the activity timeout) or the PAID_OUT IPN must not pay twice."""
-    async with two_workers(temporal_server, sandbox, e2e_dir, "midpay") as (stack, first, second):
+    async with crash_stack(temporal_server, sandbox, e2e_dir / "midpay") as stack:
         try:
             view = await stack.started("midpay")
             ref, id_order = view["orderRef"], view["cotpayOrderId"]
@@ -89,11 +80,10 @@ async def test_worker_killed_mid_payout_pays_out_exactly_once(
             r = await stack.http.post(f"/v1/orders/{ref}/delivered", json={})
             assert r.status_code == 200, r.text
             await stack.wait_status(ref, EscrowStatus.PAYING_OUT, within=10)
-            first.kill()
-            await first.wait()
+            await stack.kill("worker")
             await stack.admin.put("/sandbox/faults", json={})
 
-            await second.start()
+            await stack.restart("worker")
             await stack.wait_status(ref, EscrowStatus.PAID_OUT, within=90)
             entry = await stack.ledger(id_order)
             assert len(entry["payouts"]) == 1

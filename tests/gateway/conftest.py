@@ -2,13 +2,17 @@
 
 Cotpay is faked at the activity boundary by the workflow tests' ``FakeCotpay`` (the real
 activity names, ``cotpay.*``). A seller id starting with ``000`` is unknown to it (10200).
-The gateway is served in-process through ``httpx.ASGITransport``.
+``backend`` is that pair, the server and a worker on the fake: every test that needs orders to
+run asks for it (or for ``orders``/``http``, built on it). The gateway is served in-process
+through ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +25,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.errors import application_error
-from activities.models import CallResult, CustomerCheckInput
+from activities.models import CallResult, CustomerCheckInput, OrderCallInput
 from cotpay.codes import error_for
 from cotpay.envelope import generate_private_key, private_pem
 from cotpay.settings import CotpaySettings
+from runtime.codec import escrow_data_converter
+from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.codec import escrow_data_converter
-from starter.gateway import create_app
-from starter.settings import EscrowSettings
+from starter.gateway.app import create_app
+from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from workflows.escrow import EscrowOrderWorkflow
@@ -39,15 +44,38 @@ MAX_BODY = 4096
 UNKNOWN_SELLER_PREFIX = "000"
 
 
+@dataclass
 class GatewayCotpay(FakeCotpay):
     """The workflow tests' fake Cotpay, with sellers unknown by id (data, not a script, as the
-    session's orders share one worker)."""
+    session's orders share one worker). Per order (by ``orderRef``): ``refuse_payment`` answers
+    its payouts 10900; ``gates`` holds its payout and return-request calls until the event is
+    set, so a test can read the order while the call runs."""
+
+    refuse_payment: set[str] = field(default_factory=set)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @activity.defn(name="cotpay.customer_id")
     async def customer_id(self, inp: CustomerCheckInput) -> CallResult:
         if inp.seller_id.startswith(UNKNOWN_SELLER_PREFIX):
             raise application_error(error_for(10200, "seller not found", endpoint="customerID"))
         return await super().customer_id(inp)
+
+    @activity.defn(name="cotpay.payment")
+    async def payment(self, inp: OrderCallInput) -> CallResult:
+        await self._gate(inp.order_ref)
+        if inp.order_ref in self.refuse_payment:
+            raise application_error(error_for(10900, "wallet not linked", endpoint="payment"))
+        return await super().payment(inp)
+
+    @activity.defn(name="cotpay.return_request")
+    async def return_request(self, inp: OrderCallInput) -> CallResult:
+        await self._gate(inp.order_ref)
+        return await super().return_request(inp)
+
+    async def _gate(self, order_ref: str) -> None:
+        gate = self.gates.get(order_ref)
+        if gate is not None:
+            await asyncio.wait_for(gate.wait(), timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -63,20 +91,37 @@ async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironme
         await environment.shutdown()
 
 
-@pytest.fixture(scope="session")
-def task_queue() -> str:
-    return f"gateway-tests-{uuid.uuid4().hex[:8]}"
+@dataclass(frozen=True)
+class Backend:
+    """The time-skipping server and a worker running the real workflow on ``GatewayCotpay``."""
+
+    env: WorkflowEnvironment
+    task_queue: str
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    @property
+    def address(self) -> str:
+        return self.env.client.service_client.config.target_host
 
 
 @pytest.fixture(scope="session")
-async def worker(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Worker]:
+def cotpay_fake() -> GatewayCotpay:
+    return GatewayCotpay()
+
+
+@pytest.fixture(scope="session")
+async def backend(env: WorkflowEnvironment, cotpay_fake: GatewayCotpay) -> AsyncIterator[Backend]:
+    task_queue = f"gateway-tests-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[EscrowOrderWorkflow],
-        activities=GatewayCotpay().activities(),
-    ) as running:
-        yield running
+        activities=cotpay_fake.activities(),
+    ):
+        yield Backend(env, task_queue)
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +142,20 @@ def escrow_settings() -> EscrowSettings:
 
 
 @pytest.fixture(scope="session")
-def orders(env: WorkflowEnvironment, task_queue: str, worker: Worker) -> EscrowClient:
-    return EscrowClient(env.client, task_queue=task_queue, search_salt=None)
+def orders(backend: Backend) -> EscrowClient:
+    return EscrowClient(backend.client, task_queue=backend.task_queue, search_salt=None)
+
+
+@pytest.fixture(scope="session")
+async def gateway_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OrderStore]:
+    """The session gateway's order store: a SQLite file at the latest revision."""
+    path = tmp_path_factory.mktemp("gateway-store") / "escrow.db"
+    store = OrderStore.open(f"sqlite+aiosqlite:///{path}")
+    await store.upgrade()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def gateway_client(
@@ -106,9 +163,11 @@ def gateway_client(
     escrow: EscrowSettings,
     cotpay: CotpaySettings,
     orders: EscrowClient,
+    store: OrderStore | None = None,
     **headers: str,
 ) -> httpx.AsyncClient:
-    app = create_app(client, escrow, cotpay, orders=orders)
+    """The gateway app served in-process (no lifespan: ``store`` must have its schema)."""
+    app = create_app(client, escrow, cotpay, orders=orders, store=store)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway.test",
@@ -119,17 +178,19 @@ def gateway_client(
 
 @pytest.fixture(scope="session")
 async def http(
-    env: WorkflowEnvironment,
+    backend: Backend,
     escrow_settings: EscrowSettings,
     merchant_key_file: Path,
     orders: EscrowClient,
+    gateway_store: OrderStore,
 ) -> AsyncIterator[httpx.AsyncClient]:
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
     async with gateway_client(
-        env.client,
+        backend.client,
         escrow_settings,
         cotpay,
         orders,
+        gateway_store,
         authorization=f"Bearer {API_KEYS[1]}",
     ) as client:
         yield client

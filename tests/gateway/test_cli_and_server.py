@@ -11,23 +11,22 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
-from starter.gateway_server import running_gateway
-from starter.settings import EscrowSettings
-from tests.gateway.conftest import API_KEYS, IPN_SECRET, new_ref, order_body
+from runtime.settings import EscrowSettings
+from starter.gateway.server import running_gateway
+from tests.gateway.conftest import API_KEYS, IPN_SECRET, Backend, new_ref, order_body
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def cli_env(env: WorkflowEnvironment, task_queue: str, worker: object) -> dict[str, str]:
+def cli_env(backend: Backend) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ESCROW_"))}
-    environ["TEMPORAL_ADDRESS"] = env.client.service_client.config.target_host
-    environ["TEMPORAL_TASK_QUEUE"] = task_queue
+    environ["TEMPORAL_ADDRESS"] = backend.address
+    environ["TEMPORAL_TASK_QUEUE"] = backend.task_queue
     return environ
 
 
@@ -107,9 +106,7 @@ async def test_order_start_refuses_bad_input_locally(cli_env: dict[str, str]) ->
 
 
 async def test_gateway_on_a_socket_logs_no_secrets(
-    env: WorkflowEnvironment,
-    task_queue: str,
-    worker: object,
+    backend: Backend,
     escrow_settings: EscrowSettings,
     merchant_key_file: Path,
     capsys: pytest.CaptureFixture[str],
@@ -117,7 +114,9 @@ async def test_gateway_on_a_socket_logs_no_secrets(
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
     body = order_body(buyer={"name": "Nguyen Van An", "email": "an@example.vn"})
     async with (
-        running_gateway(env.client, escrow_settings, cotpay, task_queue=task_queue) as url,
+        running_gateway(
+            backend.client, escrow_settings, cotpay, task_queue=backend.task_queue
+        ) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
         created = await http.post(

@@ -6,18 +6,21 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnBody, IpnStep
-from starter.client import EscrowClient
-from starter.errors import (
+from starter.client import (
+    EscrowClient,
+    InvalidState,
     OrderClosed,
     OrderConflict,
     OrderNotFound,
     StartTimeout,
     VisibilityUnavailable,
 )
-from tests.gateway.conftest import new_ref
+from starter.client.escrow import refusal
+from tests.gateway.conftest import Backend, new_ref
 from workflows.models import EscrowStatus, IpnSignal, OrderInput
 from workflows.pseudonym import search_id_hex_salt
 
@@ -84,10 +87,10 @@ async def test_signals_to_unknown_and_finished_orders(orders: EscrowClient) -> N
 
 
 async def test_search_salt_goes_into_new_orders_and_filters(
-    env: WorkflowEnvironment, task_queue: str, orders: EscrowClient
+    backend: Backend, orders: EscrowClient
 ) -> None:
     salt = "0f" * 16
-    salted = EscrowClient(env.client, task_queue=task_queue, search_salt=salt)
+    salted = EscrowClient(backend.client, task_queue=backend.task_queue, search_salt=salt)
     placed = order()
     result = await salted.start_order(placed)
     assert result.created is True
@@ -100,3 +103,25 @@ async def test_search_salt_goes_into_new_orders_and_filters(
         await salted.list_orders(seller_id='x" OR "1"="1')
     with pytest.raises(VisibilityUnavailable):
         await salted.list_orders(EscrowStatus.HELD, seller_id="0911000001")
+
+
+async def test_a_refused_update_carries_the_workflow_s_failure_type(
+    orders: EscrowClient,
+) -> None:
+    started = await orders.start_order(order())
+    with pytest.raises(InvalidState) as raised:
+        await orders.open_dispute(started.view.order_ref)
+    assert raised.value.code == "not_held"
+    assert not raised.value.message.startswith("not_held")
+    with pytest.raises(InvalidState) as raised:
+        await orders.confirm_delivery(started.view.order_ref)
+    assert raised.value.code == "invalid_state"
+    assert raised.value.message == "cannot confirm delivery of an order in AWAITING_PAYMENT"
+
+
+def test_refusal_codes_come_from_the_failure_type_not_the_message() -> None:
+    coded = refusal(ApplicationError("return_pending: a return is open", type="return_pending"))
+    assert (coded.code, coded.message) == ("return_pending", "a return is open")
+    untyped = refusal(ApplicationError("looks_coded: but untyped", type="ValueError"))
+    assert (untyped.code, untyped.message) == ("invalid_state", "looks_coded: but untyped")
+    assert refusal(None).code == "invalid_state"

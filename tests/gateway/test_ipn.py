@@ -14,11 +14,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import ipn_signature
 from cotpay.settings import CotpaySettings
+from runtime.codec import escrow_data_converter
+from runtime.metrics import IPN_AFTER_CLOSE
+from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
-from starter.codec import escrow_data_converter
-from starter.metrics import IPN_AFTER_CLOSE
-from starter.processes import free_port
-from starter.settings import EscrowSettings
+from starter.stack.processes import free_port
 from tests.gateway.conftest import IPN_SECRET, gateway_client, new_ref, order_body
 from tests.gateway.ipn_helpers import ipn_path, post_ipn, post_sealed_ipn
 
@@ -26,10 +26,21 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def start(http: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """A new order, awaiting payment."""
     response = await http.post("/v1/orders", json=order_body(**overrides))
-    assert response.status_code in (201, 422), response.text
+    assert response.status_code == 201, response.text
+    view: dict[str, Any] = response.json()
+    assert view["status"] == "AWAITING_PAYMENT", view
+    return view
+
+
+async def start_refused(http: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """A new order that Cotpay refused at once: 422 with the failed order's view."""
+    response = await http.post("/v1/orders", json=order_body(**overrides))
+    assert response.status_code == 422, response.text
     body: dict[str, Any] = response.json()
-    view: dict[str, Any] = body if "orderRef" in body else body["order"]
+    assert body["error"] == "cotpay_refused", body
+    view: dict[str, Any] = body["order"]
     return view
 
 
@@ -170,7 +181,7 @@ async def test_signed_unknown_step_is_404(http: httpx.AsyncClient) -> None:
 
 
 async def test_ipn_for_a_finished_order_is_recorded_and_200(http: httpx.AsyncClient) -> None:
-    view = await start(http, sellerId="0009999999")
+    view = await start_refused(http, sellerId="0009999999")
     assert view["status"] == "FAILED"
     before = IPN_AFTER_CLOSE.labels(status="HOLDING")._value.get()
     with structlog.testing.capture_logs() as logs:

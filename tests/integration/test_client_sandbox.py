@@ -2,7 +2,7 @@
 
 Each code is produced by a realistic situation (unknown users, a repeated order code, a payout
 before 16:00 on T+1, an unlinked wallet, ...), and the retryable flag of every error is checked
-against DESIGN.md 3.2. IPNs go to a tiny loopback receiver that answers 200.
+against docs/cotpay-protocol.md. IPNs go to a tiny loopback receiver that answers 200.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cotpay.ipn import IpnStep
-from starter.devserver import test_server_binary
+from starter.stack.devserver import test_server_binary
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker

@@ -17,7 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from starter.codec import ENCODING, CodecSettings, escrow_data_converter
+from runtime.codec import ENCODING, CodecSettings, escrow_data_converter
 from workflows.escrow import EscrowOrderWorkflow
 
 HERE = Path(__file__).parent

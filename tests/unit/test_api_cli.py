@@ -214,3 +214,34 @@ def test_encrypted_without_keys_exits_2(
     monkeypatch.delenv("COTPAY_PUBLIC_KEY_FILE", raising=False)
     assert run(*VERIFY) == 2
     assert "COTPAY_PUBLIC_KEY_FILE" in capsys.readouterr().err
+
+
+def test_endpoints_also_answer_to_the_hyphenated_names_a_reader_guesses() -> None:
+    args = parser().parse_args(["api", "customer-id", "--partner-id", "S1", "--buyer-id", "B1"])
+    assert args.api_endpoint.name == "customerID"
+    assert cli.hyphenated("customerID") == "customer-id"
+    assert cli.hyphenated("verify-order") == "verify-order"
+
+
+def test_json_flag_is_accepted_and_errors_become_json(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(*VERIFY, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["code"] == 10100
+    assert run("payment", "--json") == 2  # idOrder missing
+    error = json.loads(capsys.readouterr().out)
+    assert error["error"] == "invalid_request" and "--id-order" in error["message"]
+
+
+def test_without_credentials_the_error_names_the_sandbox_env_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("ENVELOPE", "APP_ID", "ACCESS_TOKEN", "PUBLIC_KEY_FILE", "PRIVATE_KEY_FILE"):
+        monkeypatch.delenv(f"COTPAY_{name}", raising=False)
+    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    assert run(*VERIFY) == 2
+    err = capsys.readouterr().err
+    assert "--env-file .data/keys/credentials.env" in err
+    assert "COTPAY_APP_ID" in err and "COTPAY_PUBLIC_KEY_FILE" in err
+    assert run(*VERIFY, "--json") == 2
+    assert json.loads(capsys.readouterr().out)["error"] == "config_error"

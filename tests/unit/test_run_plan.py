@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from starter import demo_cmd, run_cmd
-from starter.devserver import SEARCH_ATTRIBUTES, dev_server_argv
+from runtime.settings import EscrowSettings
+from starter.cli import demo as demo_cmd
+from starter.cli import run as run_cmd
+from starter.cli.output import command_name
+from starter.stack import busy_ports
+from starter.stack.devserver import SEARCH_ATTRIBUTES, dev_server_argv
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -30,7 +35,12 @@ def test_defaults_wire_everything_locally(tmp_path: Path) -> None:
     for shown in ("http://127.0.0.1:8233", "http://127.0.0.1:8000", "http://127.0.0.1:8090"):
         assert shown in text
     assert "dev-api-key" in text
-    assert "Try:  cotpay-escrow demo\n" in text
+    assert (
+        "Stuck orders     http://127.0.0.1:8233/namespaces/default/workflows"
+        "?query=EscrowStatus%20%3D%20%22NEEDS_ATTENTION%22\n"
+    ) in text
+    assert f"Try:  {command_name()} demo\n" in text
+    assert "ESCROW_PAYOUT_RULE=" not in text and "TEMPORAL_ADDRESS=" not in text  # defaults
 
 
 def test_payout_rule_flag_beats_environment() -> None:
@@ -77,7 +87,7 @@ def test_non_default_ports_reach_the_suggested_demo_command() -> None:
         _args("--gateway-port", "18000", "--sandbox-port", "18090", "--ui-port", "18233"), {}
     )
     assert (
-        "cotpay-escrow demo --gateway-url http://127.0.0.1:18000 "
+        f"{command_name()} demo --gateway-url http://127.0.0.1:18000 "
         "--sandbox-url http://127.0.0.1:18090 --ui-url http://127.0.0.1:18233"
     ) in run_cmd.banner(plan)
 
@@ -88,7 +98,7 @@ def test_busy_ports_are_named() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         plan = run_cmd.plan_from(_args("--gateway-port", str(port)), {})
-        assert f"gateway port {port}" in run_cmd._busy_ports(plan)
+        assert f"gateway port {port}" in busy_ports(plan)
 
 
 def test_dev_server_argv_registers_every_search_attribute(tmp_path: Path) -> None:
@@ -109,3 +119,47 @@ def test_demo_without_a_stack_fails_clearly(capsys: pytest.CaptureFixture[str]) 
     args.sandbox_url = f"http://127.0.0.1:{port}"
     assert args.func(args) == 1
     assert "is `cotpay-escrow run` running?" in capsys.readouterr().err
+
+
+def test_the_order_store_lives_in_the_data_dir_unless_set(tmp_path: Path) -> None:
+    plan = run_cmd.plan_from(_args("--data-dir", str(tmp_path)), {})
+    assert plan.env["ESCROW_DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path.resolve()}/escrow.db"
+    url = "postgresql+asyncpg://escrow:pw@db.internal:5432/escrow"
+    plan = run_cmd.plan_from(_args("--data-dir", str(tmp_path)), {"ESCROW_DATABASE_URL": url})
+    assert plan.env["ESCROW_DATABASE_URL"] == url
+
+
+def test_the_banner_names_the_cli_as_it_can_be_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not activated: the venv's script by its path; activated (on PATH): by its name."""
+    venv_bin = Path(sys.prefix) / "bin"
+    monkeypatch.chdir(venv_bin.parent.parent)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name() == f"{venv_bin.parent.name}/bin/cotpay-escrow"
+    text = run_cmd.banner(run_cmd.plan_from(_args(), {}))
+    assert f"Try:  {venv_bin.parent.name}/bin/cotpay-escrow demo" in text
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert command_name() == "cotpay-escrow"
+
+
+def test_the_banner_says_what_other_terminals_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payout rule of ``run`` reaches ``order start`` in another terminal through the
+    printed line; so do a Temporal port and the key ring that are not the defaults."""
+    plan = run_cmd.plan_from(
+        _args(
+            "--payout-rule", "immediate", "--temporal-port", "17233", "--data-dir", str(tmp_path)
+        ),
+        {},
+    )
+    exports = run_cmd.cli_environment(plan)
+    assert exports == {
+        "ESCROW_CODEC_KEYS_FILE": str(tmp_path.resolve() / "codec.keys"),
+        "ESCROW_PAYOUT_RULE": "immediate",
+        "TEMPORAL_ADDRESS": "127.0.0.1:17233",
+    }
+    line = next(x for x in run_cmd.banner(plan).splitlines() if "export " in x)
+    assert line.split("export ", 1)[1].split() == [f"{k}={v}" for k, v in exports.items()]
+    for key, value in exports.items():
+        monkeypatch.setenv(key, value)
+    assert EscrowSettings().payout_rule == "immediate"  # what `order start` then fixes in

