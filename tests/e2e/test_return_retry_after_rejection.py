@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 
 from sandbox.testing import RunningSandbox
-from starter.devserver import DevServer
+from starter.stack import DevServer
 from workflows.models import EscrowStatus
 
-from .stack import Stack
-from .test_worker_crash import two_workers
+from .driver import E2EStack
+from .test_worker_crash import crash_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-async def _cotpay_status(stack: Stack, id_order: int, status: str, within: float = 60) -> None:
+async def _cotpay_status(stack: E2EStack, id_order: int, status: str, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while (await stack.sandbox_order(id_order))["status"] != status:
         assert time.monotonic() < deadline, f"Cotpay order never {status}"
@@ -48,11 +48,7 @@ async def _cotpay_status(stack: Stack, id_order: int, status: str, within: float
 async def test_release_refused_while_a_retried_return_request_is_open(
     temporal_server: DevServer, sandbox: RunningSandbox, e2e_dir: Path
 ) -> None:
-    async with two_workers(temporal_server, sandbox, e2e_dir, "midreturn") as (
-        stack,
-        first,
-        second,
-    ):
+    async with crash_stack(temporal_server, sandbox, e2e_dir / "midreturn") as stack:
         try:
             view = await stack.started("midreturn")
             ref, id_order = view["orderRef"], view["cotpayOrderId"]
@@ -64,8 +60,7 @@ async def test_release_refused_while_a_retried_return_request_is_open(
             r = await stack.http.post(f"/v1/orders/{ref}/dispute", json={"reason": "broken"})
             assert r.status_code == 200, r.text
             await asyncio.sleep(0.7)  # return-request in flight: Cotpay is in its latency
-            first.kill()
-            await first.wait()
+            await stack.kill("worker")
             await stack.admin.put("/sandbox/faults", json={})
             await _cotpay_status(stack, id_order, "RETURN_PENDING", within=10)
             rejected = await stack.admin.post(
@@ -73,7 +68,7 @@ async def test_release_refused_while_a_retried_return_request_is_open(
             )
             assert rejected.status_code == 200, rejected.text
 
-            await second.start()
+            await stack.restart("worker")
             # The retried call has reached Cotpay and its answer the workflow.
             await stack.wait_for(
                 ref,
