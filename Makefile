@@ -35,8 +35,9 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# 100 orders down every path under sandbox faults and 10 SIGKILLs each of worker, gateway and
-# Temporal; prints one JSON document, exit code 1 on a violation (docs/reliability.md).
+# 100 orders down every path under sandbox faults, 10 SIGKILLs each of worker, gateway and
+# Temporal and 5 order-store outages; prints one JSON document, exit code 1 on a violation
+# (docs/reliability.md).
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(ARGS)
 
