@@ -14,8 +14,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.client.escrow import EscrowClient
 from starter.client.errors import TemporalUnavailable
+from starter.client.escrow import EscrowClient
 from workflows.models import IpnSignal, OrderInput
 
 
