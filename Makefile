@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench clean
+.PHONY: run test lint typecheck unit e2e bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -34,6 +34,12 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# 100 orders down every path under sandbox faults, 10 SIGKILLs each of worker, gateway and
+# Temporal and 5 order-store outages; prints one JSON document, exit code 1 on a violation
+# (docs/reliability.md).
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

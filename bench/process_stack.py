@@ -41,7 +41,7 @@ from starter.stack import (
     plan_stack,
     prepare,
 )
-from starter.stack.local import READY_TIMEOUT_S, wait_http
+from starter.stack.local import wait_http
 from starter.stack.parts import Part, ReadyCheck
 from starter.stack.processes import ChildProcess
 from workflows.models import TASK_QUEUE, PayoutRule
@@ -52,6 +52,8 @@ BENCH_PART = "bench"
 WORKER_PREFIX = "ESCROW_WORKER_"
 # The worker's webhook dispatcher looks for new status changes this often (production: 1 s).
 WEBHOOK_POLL_S = 0.25
+# How long a part may take to answer after its start (StackPlan.ready_timeout's default).
+READY_TIMEOUT_S = 30.0
 
 
 def _caller_env() -> dict[str, str]:

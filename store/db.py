@@ -26,6 +26,11 @@ from store.settings import StoreSettings
 
 SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
 _UNDEFINED_TABLE = "42P01"
+# SQLSTATE classes of a server that is unreachable for now: 08 connection exception (e.g. 08003,
+# the connection closed mid-operation), 57P operator intervention (57P01 admin shutdown, 57P02
+# crash shutdown, 57P03 starting up / not yet accepting connections). Found by make chaos
+# (docs/reliability.md): they reached the gateway as 500 while PostgreSQL restarted.
+_UNAVAILABLE_STATES = ("08", "57P")
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -125,7 +130,7 @@ class Database:
         except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as err:
             raise StoreUnavailable(f"order store unavailable ({self.url}): {_short(err)}") from err
         except DBAPIError as err:
-            if err.connection_invalidated or _undefined_table(err):
+            if err.connection_invalidated or _undefined_table(err) or _server_unavailable(err):
                 raise StoreUnavailable(
                     f"order store unavailable ({self.url}): {_short(err)}"
                 ) from err
@@ -162,6 +167,11 @@ def _short(err: DBAPIError | DisconnectionError | PoolTimeout) -> str:
 def _undefined_table(err: DBAPIError) -> bool:
     orig = err.orig
     return getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE or "no such table" in str(orig)
+
+
+def _server_unavailable(err: DBAPIError) -> bool:
+    state = getattr(err.orig, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
 
 
 def _sqlite_pragmas(timeout: float) -> Any:

@@ -168,6 +168,10 @@ def refusal(failure: BaseException | None, default: str = "invalid_state") -> In
 
 
 def _unavailable(err: RPCError) -> bool:
+    """Temporal did not answer. A connection broken mid-call (the server was killed) comes as
+    ``UNKNOWN`` with the message ``transport error`` (docs/reliability.md)."""
+    if err.status == RPCStatusCode.UNKNOWN:
+        return "transport error" in err.message
     return err.status in _UNAVAILABLE
 
 

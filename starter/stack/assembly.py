@@ -44,6 +44,10 @@ class Stack:
                 return part
         raise KeyError(f"no part {name!r} in this stack (parts: {', '.join(self.names)})")
 
+    def alive(self, name: str) -> bool:
+        """The part is running (started and not exited)."""
+        return self.part(name).alive
+
     def __contains__(self, name: object) -> bool:
         return name in self.names
 

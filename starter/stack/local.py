@@ -5,7 +5,8 @@ server (SQLite file and log in the data dir), the Cotpay sandbox (keys in ``<dat
 the worker (``python -m worker``) and the HTTP gateway. Parts already running elsewhere (an
 existing Temporal, a real Cotpay) are left out (``plan.py``). Each part can be killed and
 restarted by name: ``codec-server``, ``temporal``, ``sandbox``, ``worker``, ``gateway``
-(docs/running.md).
+(docs/running.md). Each start waits until the part answers (``plan.ready_timeout``); with a log
+dir, the worker counts as started once this run logged ``worker.started``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from starter.stack.parts import Part, ProcessPart, ReadyCheck
 from starter.stack.plan import StackPlan, ensure_key_file
 from starter.stack.processes import ChildProcess
 
-READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 CLI = ("-m", "starter.cli")
 
@@ -46,6 +46,23 @@ async def wait_http(child: ChildProcess, url: str, within: float) -> None:
     raise RuntimeError(f"{child.name} did not answer on {url} within {within:.0f}s")
 
 
+async def wait_logged(child: ChildProcess, event: str, within: float) -> None:
+    """Until this run of the child wrote ``event`` to its log file (earlier runs' lines are
+    before ``child.log_offset``), or the child exits (RuntimeError), or time runs out."""
+    assert child.log_file is not None
+    offset = child.log_offset
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if child.returncode is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.returncode}")
+        with contextlib.suppress(FileNotFoundError), child.log_file.open("rb") as log:
+            log.seek(offset)
+            if event.encode() in log.read():
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not log {event} within {within:.0f}s")
+
+
 async def wait_fresh(child: ChildProcess, path: Path, since: float, within: float) -> None:
     """Until ``path`` was (re)written after ``since`` (the sandbox rewrites it on every start)."""
     deadline = time.monotonic() + within
@@ -59,9 +76,21 @@ async def wait_fresh(child: ChildProcess, path: Path, since: float, within: floa
     raise RuntimeError(f"{child.name} did not write {path} within {within:.0f}s")
 
 
-def _http_ready(url: str) -> ReadyCheck:
+def _http_ready(plan: StackPlan, url: str) -> ReadyCheck:
     async def ready(child: ChildProcess) -> None:
-        await wait_http(child, url, READY_TIMEOUT_S)
+        await wait_http(child, url, plan.ready_timeout)
+
+    return ready
+
+
+def _worker_ready(plan: StackPlan) -> ReadyCheck | None:
+    """With a log file: until this start logged ``worker.started`` (it polls its task queue).
+    Without one (``run`` logs to the terminal) the worker has nothing to wait on."""
+    if plan.log_dir is None:
+        return None
+
+    async def ready(child: ChildProcess) -> None:
+        await wait_logged(child, "worker.started", plan.ready_timeout)
 
     return ready
 
@@ -71,9 +100,9 @@ def _sandbox_ready(plan: StackPlan) -> ReadyCheck:
 
     async def ready(child: ChildProcess) -> None:
         started = child.started_at or time.time()
-        await wait_http(child, f"{plan.sandbox_url}/sandbox/health", READY_TIMEOUT_S)
+        await wait_http(child, f"{plan.sandbox_url}/sandbox/health", plan.ready_timeout)
         credentials = plan.keys_dir / "credentials.env"
-        await wait_fresh(child, credentials, started, READY_TIMEOUT_S)
+        await wait_fresh(child, credentials, started, plan.ready_timeout)
         plan.env.update(read_env_file(credentials))
         plan.env["COTPAY_BASE_URL"] = plan.sandbox_url
 
@@ -117,7 +146,7 @@ def local_stack(plan: StackPlan) -> Stack:
                     "ESCROW_CODEC_TOKEN": plan.codec_token,
                     "ESCROW_CODEC_CORS_ORIGIN": plan.ui_origin,
                 },
-                ready=_http_ready(f"{plan.codec_url}/healthz"),
+                ready=_http_ready(plan, f"{plan.codec_url}/healthz"),
             )
         )
         codec_endpoint = ui_codec_endpoint(plan.codec_url, plan.codec_token)
@@ -150,10 +179,20 @@ def local_stack(plan: StackPlan) -> Stack:
                 plan.payout_rule,
                 "--db",
                 str(plan.data_dir / "sandbox.db"),
+                *plan.part_args.get("sandbox", []),
                 ready=_sandbox_ready(plan),
             )
         )
-    parts.append(_python(plan, "worker", "-m", "worker"))
+    parts.append(
+        _python(
+            plan,
+            "worker",
+            "-m",
+            "worker",
+            *plan.part_args.get("worker", []),
+            ready=_worker_ready(plan),
+        )
+    )
     gateway_env = {"ESCROW_METRICS_PORT": str(plan.metrics_port)} if plan.metrics_port else {}
     parts.append(
         _python(
@@ -161,8 +200,9 @@ def local_stack(plan: StackPlan) -> Stack:
             "gateway",
             *CLI,
             "gateway",
+            *plan.part_args.get("gateway", []),
             env=gateway_env,
-            ready=_http_ready(f"{plan.gateway_url}/healthz"),
+            ready=_http_ready(plan, f"{plan.gateway_url}/healthz"),
         )
     )
     return Stack(parts, stop_grace=STOP_TIMEOUT_S)

@@ -59,6 +59,11 @@ class StackPlan:
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
     """Each child process logs to ``<log_dir>/<part>.log``; None: to this terminal."""
+    part_args: dict[str, list[str]] = field(default_factory=dict)
+    """Extra command-line flags per process part, e.g. ``{"sandbox": ["--ipn-max-delay", "10"]}``
+    (the chaos harness's fast IPN retries)."""
+    ready_timeout: float = 30.0
+    """Seconds a process part may take to answer after each (re)start."""
 
     @property
     def temporal_address(self) -> str:

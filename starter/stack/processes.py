@@ -74,6 +74,8 @@ class ChildProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.started_at: float | None = None
         """Wall-clock time (``time.time()``) just before the process was spawned."""
+        self.log_offset = 0
+        """Where this run's output begins in ``log_file`` (earlier runs appended before it)."""
         self._log_handle: IO[bytes] | None = None
 
     @property
@@ -91,6 +93,7 @@ class ChildProcess:
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = self.log_file.open("ab")
+            self.log_offset = self.log_file.stat().st_size
             output = self._log_handle
         self.started_at = time.time()
         self.process = await asyncio.create_subprocess_exec(
