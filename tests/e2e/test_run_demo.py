@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -84,7 +86,35 @@ async def _demo(gateway_url: str, sandbox_url: str) -> str:
     assert code == 0, text
     assert "PAID_OUT" in text
     assert "exactly one payout" in text
+    # The worker writes the order store, and its dispatcher sends the store's events: the demo's
+    # receiver gets them signed, held before paid out (docs/webhooks.md).
+    held = text.find("webhook  order.held")
+    paid = text.find("webhook  order.paid_out")
+    assert 0 <= held < paid, text
+    assert "webhook event(s) received, every signature checked" in text, text
     return text
+
+
+async def _order_in_store(gateway_url: str, demo_text: str) -> None:
+    """The demo's order, read from the order store: in ``GET /v1/orders`` and the CSV export."""
+    ref = re.search(r"^2\. order (\S+) started", demo_text, re.M)
+    assert ref, demo_text
+    order_ref = ref.group(1)
+    headers = {"Authorization": "Bearer dev-api-key"}  # what `run` starts the gateway with
+    async with httpx.AsyncClient(base_url=gateway_url, headers=headers, timeout=30) as http:
+        listed = await http.get("/v1/orders", params={"status": "PAID_OUT"})
+        assert listed.status_code == 200, listed.text
+        assert order_ref in [o["orderRef"] for o in listed.json()["orders"]], listed.text
+        today = datetime.now(UTC).date()
+        csv = await http.get(
+            "/v1/exports/orders.csv",
+            params={
+                "from": (today - timedelta(days=1)).isoformat(),
+                "to": (today + timedelta(days=1)).isoformat(),
+            },
+        )
+        assert csv.status_code == 200, csv.text
+        assert order_ref in csv.text and "PAID_OUT" in csv.text, csv.text[:2000]
 
 
 async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
@@ -96,6 +126,7 @@ async def test_demo_reaches_paid_out_against_run(tmp_path: Path) -> None:
         text = await _demo(gateway_url, sandbox_url)
         assert "payout rule t1-1600" in text and "sandbox clock restored" in text, text
         assert run.returncode is None, "run keeps going after the demo"
+        await _order_in_store(gateway_url, text)
 
         assert run.process is not None
         run.process.send_signal(signal.SIGTERM)
