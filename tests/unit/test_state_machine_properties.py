@@ -945,3 +945,74 @@ def test_the_machine_checks_the_examples_that_reached_f1(action: str) -> None:
     assert not m.ledger.violations
     assert m.d.finished and m.d.o.status is S.PAID_OUT
     assert [c.answer for c in m.ledger.calls] == ["in doubt"]
+
+
+# --- patch return-rejection-in-flight (tests/e2e/test_return_retry_after_rejection.py) --------
+
+
+def _rejected_in_flight(guard: bool = True) -> OrderMachine:
+    """A return request in flight; the seller's RETURN_REJECTED arrives before its answer."""
+    m = _machine("RETURN_REQUESTED")
+    m.d.o.return_guard = lambda: guard
+    assert isinstance(m.d.pending, CallPoint) and m.d.pending.call is calls.RETURN_REQUEST
+    m.activation([_ipn("RETURN_REJECTED")])
+    return m
+
+
+def _release_refusal(m: OrderMachine) -> str | None:
+    try:
+        m.d.o.check(OperatorAction(action="release", operator="ops"))
+    except Refused as err:
+        return err.code
+    return None
+
+
+def test_a_rejection_in_flight_leaves_the_answered_return_pending() -> None:
+    m = _rejected_in_flight()
+    m._answer(OK, timedelta(minutes=1))  # the retried attempt opened a second return
+    o = m.d.o
+    assert o.status is S.RETURN_REQUESTED and o.facts().return_pending
+    assert any(e.kind == "rejection_in_flight" for e in o.timeline)
+    assert _release_refusal(m) == "invalid_state"
+    m.d.advance(timedelta(minutes=5))
+    m.activation([_ipn("RETURN_REJECTED")])  # the seller decides the open request
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"
+    assert _release_refusal(m) is None
+    _check(m)
+
+
+def test_a_rejection_in_flight_then_no_decision_refuses_release() -> None:
+    m = _rejected_in_flight()
+    m._answer(OK, timedelta(minutes=1))
+    m.d.expire()  # the return window passes
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_window"
+    assert _release_refusal(m) == "return_pending"
+
+
+def test_a_rejection_in_flight_of_a_call_left_in_doubt_refuses_release() -> None:
+    m = _rejected_in_flight()
+    m._answer(_fail(RETURN, "Timeout", None), calls.RETURN_REQUEST.schedule_to_close)
+    assert m.d.o.status is S.NEEDS_ATTENTION
+    assert _release_refusal(m) == "return_pending"
+
+
+def test_a_rejection_in_flight_without_the_patch_settles_the_return() -> None:
+    """An order replaying a history from before the patch keeps its old outcome."""
+    m = _rejected_in_flight(guard=False)
+    m._answer(OK, timedelta(minutes=1))
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"
+    assert not any(e.kind == "rejection_in_flight" for e in o.timeline)
+
+
+def test_a_rejection_after_the_answer_is_the_decision() -> None:
+    m = _machine("RETURN_REQUESTED")
+    m._answer(OK, timedelta(seconds=1))
+    m.activation([_ipn("RETURN_REJECTED")])
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"

@@ -8,7 +8,6 @@ Every call is recorded with the (time-skipped) server time at which it was sched
 from __future__ import annotations
 
 import asyncio
-
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
