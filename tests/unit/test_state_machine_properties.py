@@ -976,7 +976,7 @@ def test_a_rejection_in_flight_leaves_the_answered_return_pending() -> None:
     assert _release_refusal(m) == "invalid_state"
     m.d.advance(timedelta(minutes=5))
     m.activation([_ipn("RETURN_REJECTED")])  # the seller decides the open request
-    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert m._status() is S.NEEDS_ATTENTION and o.attention is not None
     assert o.attention.step == "return_rejected"
     assert _release_refusal(m) is None
     _check(m)
