@@ -30,6 +30,7 @@ SUPPORTED: tuple[Lang, ...] = ("en", "vi")
 # What each slot may hold; a slot not listed holds any text (shortest match).
 _SLOTS: dict[str, str] = {
     "status": r"[A-Z_]+",
+    "status_again": r"[A-Z_]+",
     "ipn_status": r"[A-Z_]+",
     "step": r"[a-z_]+",
     "type": r"[A-Za-z_]+",
@@ -261,6 +262,11 @@ _STATUS_DETAILS = (
         "{status} IPN while waiting for an operator",
         "IPN {status} đến trong lúc chờ người vận hành",
     ),
+    _e(
+        "status.ended_by_ipn",
+        "{status} IPN already recorded: no money call",
+        "đã nhận IPN {status}: không gọi lệnh chuyển tiền nữa",
+    ),
     _e("status.delivered", "delivery confirmed", "đã xác nhận giao hàng"),
     _e(
         "status.dispute",
@@ -340,6 +346,18 @@ _REFUSALS: dict[str, tuple[Entry, ...]] = {
             "refusal.money_held",
             "cancel: money is held; use refund or release",
             "cancel: tiền đang được giữ; hãy dùng refund hoặc release",
+        ),
+        _e(
+            "refusal.money_held_holding",
+            "cancel: Cotpay reported the money held (HOLDING IPN); use refund or release",
+            "cancel: Cotpay đã báo tiền được giữ (IPN HOLDING); hãy dùng refund hoặc release",
+        ),
+    ),
+    "money_moved": (
+        _e(
+            "refusal.money_moved",
+            "{action}: Cotpay reported {status} for this order; it ends {status_again}",
+            "{action}: Cotpay đã báo {status} cho đơn này; đơn kết thúc ở {status_again}",
         ),
     ),
 }
@@ -445,6 +463,15 @@ _EVENTS: dict[str, tuple[Entry, ...]] = {
     ),
     "ipn_unknown": (
         _e("event.ipn_unknown", "{step} {ipn_text} (unknown)", "{step} {ipn_text} (không rõ)"),
+    ),
+    "rejection_in_flight": (
+        _e(
+            "event.rejection_in_flight",
+            "RETURN_REJECTED arrived while the return request was in flight: it may answer an"
+            " earlier attempt, and the request may be open at Cotpay again",
+            "RETURN_REJECTED đến trong lúc yêu cầu hoàn hàng đang được gửi: có thể đó là trả lời"
+            " cho một lần gửi trước, và yêu cầu có thể lại đang mở ở Cotpay",
+        ),
     ),
     "ipn_stale": (
         _e(

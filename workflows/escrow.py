@@ -23,6 +23,14 @@ else waits for it: no Cotpay call, timer or message. Before the workflow returns
 the store has everything; an update handler waits (at most ``STORE_SYNC_WAIT``) until the store
 shows its effect, so a read from the store right after the answer sees it.
 
+Money moved (docs/workflow.md, patch ``money-moved-guard``; finding F1): once a PAID_OUT or
+REFUNDED IPN is recorded after a call of its step, operator actions on a NEEDS_ATTENTION order
+are refused, an operator ``cancel`` is refused once a HOLDING was recorded, and the order ends
+PAID_OUT / REFUNDED instead of issuing a payout or return request (and when a linger ends).
+Return rejections in flight (patch ``return-rejection-in-flight``): a RETURN_REJECTED that
+arrives while the return request is in flight leaves the return pending. Both patches are asked
+only when they change what happens.
+
 IPN checks (docs/workflow.md, IPNs): from the patch ``ipn-amount-check`` on, a HOLDING or
 REFUNDED IPN whose amount or idOrder differs from the order's never moves it to HELD or
 REFUNDED (``state_machine.ipn_mismatch``). The patch is asked only when such an IPN arrives.
@@ -91,6 +99,8 @@ with workflow.unsafe.imports_passed_through():
 S = EscrowStatus
 ORDER_STORE_PATCH = "order-store"
 IPN_CHECK_PATCH = "ipn-amount-check"
+MONEY_GUARD_PATCH = "money-moved-guard"
+RETURN_REJECTION_PATCH = "return-rejection-in-flight"
 # How long an update waits for the order store to show its effect (read-your-writes); an update
 # answers after this even while the store is down.
 STORE_SYNC_WAIT = timedelta(seconds=3)
@@ -113,6 +123,8 @@ class EscrowOrderWorkflow:
             status_since=workflow.now(),
             on_effect=self._effect,
             ipn_checks=self._ipn_checks,
+            money_guard=self._money_guard,
+            return_guard=self._return_guard,
         )
         # Orders started before the patch (they replay without its marker) never write the
         # store; every order started after it writes from its first event.
@@ -189,6 +201,19 @@ class EscrowOrderWorkflow:
     @staticmethod
     def _ipn_checks() -> bool:
         return workflow.patched(IPN_CHECK_PATCH)
+
+    @staticmethod
+    def _money_guard() -> bool:
+        """In an update validator (read-only: no patch marker can be written) the new, stricter
+        rule applies: a refusal there leaves no trace in history, and the handler asks the patch
+        itself, so it never refuses what the validator accepted."""
+        if workflow.unsafe.is_read_only():
+            return True
+        return workflow.patched(MONEY_GUARD_PATCH)
+
+    @staticmethod
+    def _return_guard() -> bool:
+        return workflow.patched(RETURN_REJECTION_PATCH)
 
     # --- side effects ----------------------------------------------------------------------
 
@@ -347,6 +372,8 @@ class EscrowOrderWorkflow:
             slot = o.payout_slot_wait(workflow.now())
             if slot is not None and await self._wait(slot):
                 return False
+            if o.ends_by_ipn(workflow.now()):
+                return True
             paid = await self._call(calls.PAYMENT, o.payout_call(workflow.now()))
             if not isinstance(paid, calls.Failure):
                 o.payout_succeeded(workflow.now())
@@ -361,6 +388,8 @@ class EscrowOrderWorkflow:
     async def _returning(self) -> bool:
         o = self._o
         if o.needs_return_call:
+            if o.ends_by_ipn(workflow.now()):
+                return True
             asked = await self._call(calls.RETURN_REQUEST, o.return_call(workflow.now()))
             if isinstance(asked, calls.Failure):
                 o.return_call_failed(workflow.now(), asked)

@@ -9,6 +9,7 @@ returns the view unchanged: repeating a message is harmless), False when it shou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from temporalio.exceptions import ApplicationError
@@ -27,6 +28,11 @@ class Facts:
     attention_step: str | None
     payout_in_doubt: bool = False
     return_pending: bool = False
+    # A HOLDING IPN was recorded (whatever happened to the money since).
+    holding_recorded: bool = False
+    # PAID_OUT / REFUNDED: Cotpay reported this outcome after a call of its step; the order ends
+    # so as soon as its run loop goes on (``OrderRecord.late_outcome``).
+    money_moved: str | None = None
 
 
 class Refused(ApplicationError, ValueError):
@@ -69,7 +75,15 @@ def cancel(f: Facts) -> bool:
     raise _refuse("invalid_state", f"cannot cancel an order in {f.status.value}")
 
 
-def operator_action(f: Facts, action: OperatorActionKind) -> bool:
+def _always() -> bool:
+    return True
+
+
+def operator_action(
+    f: Facts, action: OperatorActionKind, money_guard: Callable[[], bool] = _always
+) -> bool:
+    """``money_guard``: whether the refusals of the patch ``money-moved-guard`` apply (the
+    workflow's patch; asked only when one of them would refuse)."""
     if action == "release" and f.status in (S.PAYING_OUT, S.PAID_OUT):
         return True
     if action == "refund" and f.status in (S.RETURN_REQUESTED, S.REFUNDED):
@@ -79,6 +93,11 @@ def operator_action(f: Facts, action: OperatorActionKind) -> bool:
     if f.status is not S.NEEDS_ATTENTION:
         raise _refuse(
             "invalid_state", f"{action}: the order is {f.status.value}, not NEEDS_ATTENTION"
+        )
+    if f.money_moved is not None and money_guard():
+        raise _refuse(
+            "money_moved",
+            f"{action}: Cotpay reported {f.money_moved} for this order; it ends {f.money_moved}",
         )
     if action in ("release", "refund") and not f.money_held:
         raise _refuse("not_held", f"{action}: no money is held for this order")
@@ -95,4 +114,9 @@ def operator_action(f: Facts, action: OperatorActionKind) -> bool:
         )
     if action == "cancel" and f.money_held:
         raise _refuse("money_held", "cancel: money is held; use refund or release")
+    if action == "cancel" and f.holding_recorded and money_guard():
+        raise _refuse(
+            "money_held",
+            "cancel: Cotpay reported the money held (HOLDING IPN); use refund or release",
+        )
     return False

@@ -229,6 +229,9 @@ class OrderRecord:
     return_called_at: datetime | None = None
     return_requested_at: datetime | None = None
     return_live: bool = False
+    # A return-request call is in flight; a RETURN_REJECTED was recorded meanwhile.
+    return_in_flight: bool = False
+    rejected_in_flight: bool = False
     # Creation, deadlines and the end.
     create_unanswered: bool = False
     creation_settled: bool = False
@@ -243,6 +246,12 @@ class OrderRecord:
     effects: list[Effect] = field(default_factory=list, repr=False, compare=False)
     # Whether HOLDING and REFUNDED IPNs are checked (the workflow asks its patch, lazily).
     ipn_checks: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    # Whether a recorded PAID_OUT / REFUNDED stops further money calls and operator actions
+    # (patch ``money-moved-guard``), and whether a RETURN_REJECTED that arrived while a return
+    # request was in flight leaves it open (patch ``return-rejection-in-flight``); asked lazily,
+    # only when the answer changes what happens.
+    money_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    return_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
 
     # --- facts -------------------------------------------------------------------------------
 
@@ -255,6 +264,8 @@ class OrderRecord:
             attention_step=self.attention.step if self.attention else None,
             payout_in_doubt=self.payout_live and self.payout_outcome is None,
             return_pending=self.return_live and self.return_outcome is None,
+            holding_recorded=self.holding_at is not None,
+            money_moved=outcome.value if (outcome := self.late_outcome()) else None,
         )
 
     @property
@@ -552,7 +563,10 @@ class OrderRecord:
         return Wait(lambda: self.holding_at is not None or self.holding_problem is not None, until)
 
     def linger_over(self, now: datetime) -> bool:
-        """True: the order is finished (no HOLDING within the grace period)."""
+        """True: the order is finished (no HOLDING within the grace period, or a PAID_OUT or
+        REFUNDED already recorded: ``ends_by_ipn``)."""
+        if self.ends_by_ipn(now):
+            return True
         if self.holding_at is None and self.holding_problem is not None:
             problem, self.holding_problem = self.holding_problem, None
             self._untrusted_ipn(now, problem)
@@ -686,6 +700,8 @@ class OrderRecord:
     def return_call(self, now: datetime) -> OrderCallInput:
         self.return_called_at = now
         self.return_live = True
+        self.return_in_flight = True
+        self.rejected_in_flight = False
         self.refund_problem = None
         if self.return_outcome != "REFUNDED":
             self.return_outcome = None
@@ -694,12 +710,37 @@ class OrderRecord:
 
     def return_call_failed(self, now: datetime, failure: Failure) -> None:
         self.return_live = not failure.definite
+        self.return_in_flight = False
+        if not failure.definite:
+            self._rejection_in_flight(now)
+        self.rejected_in_flight = False
         self._stuck(now, failure)
 
     def return_requested(self, now: datetime) -> None:
+        self.return_in_flight = False
+        self._rejection_in_flight(now)
         self.return_called = True
         self.return_requested_at = now
         self.event(now, "return_requested", "Cotpay accepted the return request")
+
+    def _rejection_in_flight(self, now: datetime) -> None:
+        """Patch ``return-rejection-in-flight``: a RETURN_REJECTED that arrived while the return
+        request was in flight may answer an earlier attempt of the same call whose answer was
+        lost; the attempt that answered (or any attempt of a call left in doubt) may have opened
+        a second return at Cotpay. The rejection then settles nothing: the return stays pending
+        (``release`` refused) until the seller decides again."""
+        if not self.rejected_in_flight:
+            return
+        self.rejected_in_flight = False
+        if self.return_outcome != IpnStatus.RETURN_REJECTED or not self.return_guard():
+            return
+        self.return_outcome = None
+        self.event(
+            now,
+            "rejection_in_flight",
+            "RETURN_REJECTED arrived while the return request was in flight: it may answer an"
+            " earlier attempt, and the request may be open at Cotpay again",
+        )
 
     def return_wait(self) -> Wait:
         assert self.return_requested_at is not None
@@ -751,6 +792,23 @@ class OrderRecord:
         self._transition(now, outcome, f"{outcome.value} IPN while waiting for an operator")
         return True
 
+    # --- before a money call, at the end of a linger (patch ``money-moved-guard``) -----------
+
+    def ends_by_ipn(self, now: datetime) -> bool:
+        """True: Cotpay already reported PAID_OUT or REFUNDED after a call of that step, so the
+        order ends so instead of calling Cotpay again (asked just before a payout or return
+        request and when a linger ends; an operator action and the IPN in one activation could
+        otherwise lead to a second money call: finding F1, docs/reliability.md)."""
+        outcome = self.late_outcome()
+        if outcome is None or not self.money_guard():
+            return False
+        if outcome is S.REFUNDED:
+            self.refunded_at = now
+        else:
+            self.paid_out_at = now
+        self._transition(now, outcome, f"{outcome.value} IPN already recorded: no money call")
+        return True
+
     # --- messages ------------------------------------------------------------------------------
 
     def check(self, msg: ShopMessage) -> bool:
@@ -763,7 +821,7 @@ class OrderRecord:
             return rules.open_dispute(facts)
         if isinstance(msg, CancelRequest):
             return rules.cancel(facts)
-        return rules.operator_action(facts, msg.action)
+        return rules.operator_action(facts, msg.action, self.money_guard)
 
     def receive(self, now: datetime, msg: ShopMessage) -> Reply:
         """An update: raises ``rules.Refused`` (the update fails), or acts."""
@@ -948,6 +1006,8 @@ class OrderRecord:
             self.payout_outcome = _sticky(self.payout_outcome, status, IpnStatus.PAID_OUT)
         elif status in (IpnStatus.REFUNDED, IpnStatus.RETURN_REJECTED):
             self.return_outcome = _sticky(self.return_outcome, status, IpnStatus.REFUNDED)
+            if status is IpnStatus.RETURN_REJECTED and self.return_in_flight:
+                self.rejected_in_flight = True
         return True
 
     def _record_mismatch(

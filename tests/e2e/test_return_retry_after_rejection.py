@@ -1,5 +1,5 @@
-"""A return request retried after the seller rejected it (found by ``make chaos``; open finding in
-docs/reliability.md).
+"""A return request retried after the seller rejected it (found by ``make chaos``; finding in
+docs/reliability.md, fixed by the patch ``return-rejection-in-flight``).
 
 The worker dies while Cotpay processes ``return-request`` (slow sandbox): Cotpay opens the
 return, but the answer is lost. The seller rejects that return (IPN ``RETURN_REJECTED``). The
@@ -11,8 +11,8 @@ second request: it asks for an operator ("the seller rejected the return") and a
 
 Expected: while a return request may be open at Cotpay, ``release`` is refused (409), as
 docs/http-api.md says for ``return_pending``; once the seller decides the open request, the
-order goes on and pays out once. Marked ``xfail(strict=True)`` until the workflow is fixed (a
-change of the commands it issues, so behind ``workflow.patched``).
+order goes on and pays out once. Before the patch ``return-rejection-in-flight`` this was a
+strict xfail: the workflow took the first rejection as the answer to the retried request.
 """
 
 from __future__ import annotations
@@ -40,11 +40,6 @@ async def _cotpay_status(stack: E2EStack, id_order: int, status: str, within: fl
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open finding (docs/reliability.md): a retried return-request reopens the return "
-    "after the seller's rejection, and release is accepted while it is open",
-)
 async def test_release_refused_while_a_retried_return_request_is_open(
     temporal_server: DevServer, sandbox: RunningSandbox, e2e_dir: Path
 ) -> None:

@@ -204,6 +204,48 @@ async def ipn_wrong_refund(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def money_moved_slot(env: WorkflowEnvironment, session: Session) -> Order:
+    """Patch ``money-moved-guard``: a PAID_OUT IPN recorded while the payout waits for its next
+    slot after 11100; at the slot the order ends PAID_OUT without a second payment call."""
+    session.fake.fail("payment", 11100)
+    order = await start(session, order_ref="replay-money-moved")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.calls_of("payment", 1)
+    await order.eventually(lambda v: any(e.kind == "payout_too_early" for e in v.timeline))
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    assert len(session.fake.called("payment")) == 1
+    return order
+
+
+async def rejection_in_flight(env: WorkflowEnvironment, session: Session) -> Order:
+    """Patch ``return-rejection-in-flight``: a RETURN_REJECTED arrives while return-request is in
+    flight; the 10100 answer leaves the return pending until the seller decides again, then an
+    operator releases."""
+    gate = session.fake.gates["return_request"] = asyncio.Event()
+    order = await start(session, order_ref="replay-rejection-in-flight")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    now = await env.get_current_time()
+    await order.ipn("RETURN_REJECTED", IpnStep.RETURN, time=now)
+    await order.eventually(lambda v: any(e.kind == "ipn" for e in v.timeline[-1:]))
+    gate.set()
+    await order.eventually(lambda v: any(e.kind == "rejection_in_flight" for e in v.timeline))
+    await order.ipn("RETURN_REJECTED", IpnStep.RETURN, time=now + timedelta(minutes=1))
+    await order.until(S.NEEDS_ATTENTION)
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="release", operator="ops")
+    )
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -220,6 +262,9 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "store_return_path": return_path,
     "ipn_wrong_amount": ipn_wrong_amount,
     "ipn_wrong_refund": ipn_wrong_refund,
+    # Since the money-moved-guard and return-rejection-in-flight patches (docs/workflow.md):
+    "money_moved_slot": money_moved_slot,
+    "rejection_in_flight": rejection_in_flight,
 }
 
 

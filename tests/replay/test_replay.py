@@ -7,7 +7,9 @@ recorded with payload encryption on (``codec-test.keys``).
 
 Shapes: the histories recorded before the ``order-store`` patch write nothing to the order
 store; ``store_*`` and ``ipn_wrong_*`` are the shape since the ``order-store`` and
-``ipn-amount-check`` patches (docs/store.md, docs/workflow.md).
+``ipn-amount-check`` patches (docs/store.md, docs/workflow.md); ``money_moved_*`` and
+``rejection_in_flight`` the shape of the ``money-moved-guard`` and ``return-rejection-in-flight``
+patches (with every patch of their time).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from runtime.codec import ENCODING, CodecSettings, escrow_data_converter
 from workflows.escrow import (
     COALESCE_SEARCH,
     IPN_CHECK_PATCH,
+    MONEY_GUARD_PATCH,
     ORDER_STORE_PATCH,
+    RETURN_REJECTION_PATCH,
     EscrowOrderWorkflow,
 )
 
@@ -76,11 +80,25 @@ def patches_and_activities(path: Path) -> tuple[set[str], set[str]]:
     return patches, activities
 
 
+# The histories of a patch's own path (recorded with all the patches of their time).
+NEW_SHAPES = {"money_moved_": MONEY_GUARD_PATCH, "rejection_in_flight": RETURN_REJECTION_PATCH}
+
+
+def test_new_shapes_are_committed() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"money_moved_slot", "rejection_in_flight"} <= names
+
+
 def test_each_history_has_the_shape_its_name_says() -> None:
     """Old histories: no patch, no store write; new ones: the patches they were recorded with
     (``*_coalesced``: also ``coalesce-search-attributes``)."""
     for path in HISTORIES:
         patches, activities = patches_and_activities(path)
+        new = next((p for prefix, p in NEW_SHAPES.items() if path.stem.startswith(prefix)), None)
+        if new is not None:  # recorded since these patches: every patch of its time, and its own
+            assert {ORDER_STORE_PATCH, COALESCE_SEARCH, new} <= patches, path.stem
+            assert "store.record" in activities, path.stem
+            continue
         coalesced = path.stem.endswith("_coalesced")
         assert (COALESCE_SEARCH in patches) is coalesced, path.stem
         patches.discard(COALESCE_SEARCH)

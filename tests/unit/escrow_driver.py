@@ -253,6 +253,8 @@ class Driver:
             slot = o.payout_slot_wait(self.now)
             if slot is not None and (yield from self._wait(slot)):
                 return False
+            if o.ends_by_ipn(self.now):
+                return True
             paid = yield from self._call(calls.PAYMENT, o.payout_call(self.now))
             if not isinstance(paid, Failure):
                 o.payout_succeeded(self.now)
@@ -267,6 +269,8 @@ class Driver:
     def _returning(self) -> Steps:
         o = self.o
         if o.needs_return_call:
+            if o.ends_by_ipn(self.now):
+                return True
             asked = yield from self._call(calls.RETURN_REQUEST, o.return_call(self.now))
             if isinstance(asked, Failure):
                 o.return_call_failed(self.now, asked)

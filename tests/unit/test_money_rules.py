@@ -4,6 +4,7 @@ failures are definite (Cotpay surely did not act)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ S = EscrowStatus
 ORDER = OrderInput(order_ref="r-1", seller_id="S0000001", buyer_id="0912345678", amount=150_000)
 
 
-def _attention(**kw: bool) -> Facts:
+def _attention(**kw: Any) -> Facts:
     return Facts(
         status=S.NEEDS_ATTENTION,
         money_held=True,

@@ -38,22 +38,19 @@ In the default machine the IPNs for this order are ones Cotpay could send given 
 latest payout call was not definitely refused, likewise REFUNDED / RETURN_REJECTED). The
 ``AdversarialIpns`` machine sends any IPN at any time, under the same invariants.
 
-Known finding F1 (reported, not fixed: a fix changes the commands of such histories and needs
-``workflow.patched``): *a money call after the money moved.* When one workflow activation
-carries a PAID_OUT (or REFUNDED) IPN and an operator action on a NEEDS_ATTENTION order, the
-handlers run first: the action is accepted (the order is still NEEDS_ATTENTION; ``cancel`` is
-even allowed *because* the IPN made ``money_held`` false), the NEEDS_ATTENTION step then sees
-the status changed and returns without looking at the outcome, and the next step calls Cotpay:
-``retry``/``release`` a second ``payment`` after PAID_OUT; ``refund`` a ``return-request``
-after PAID_OUT (also when the refund comes first in the activation and the PAID_OUT after it);
-``cancel`` makes the order CANCELLED, whose linger takes the old HOLDING for a late payment and
-sends a ``return-request``. Cotpay's once-per-order rule (the sandbox answers 10100 to a repeat
-and 11300 to a return after a payout) keeps the money from moving twice. The shortest example:
-payout in doubt (Timeout) → NEEDS_ATTENTION; then one activation [PAID_OUT IPN, operator cancel]
-→ CANCELLED → ``return-request``. The ``test_f1_*`` tests reproduce it (strict xfail: they fail
-loudly once it is fixed); the machines discard an example when a money call is issued after the
-record took in a PAID_OUT or REFUNDED IPN (``OrderMachine._issued``), so every other example is
-checked in full.
+Finding F1, fixed by the patch ``money-moved-guard`` (docs/reliability.md): *a money call after
+the money moved.* When one workflow activation carried a PAID_OUT (or REFUNDED) IPN and an
+operator action on a NEEDS_ATTENTION order, the handlers ran first: the action was accepted (the
+order was still NEEDS_ATTENTION; ``cancel`` was even allowed *because* the IPN made
+``money_held`` false), the NEEDS_ATTENTION step then saw the status changed and returned without
+looking at the outcome, and the next step called Cotpay: ``retry``/``release`` a second
+``payment`` after PAID_OUT; ``refund`` a ``return-request`` after PAID_OUT (also when the refund
+came first in the activation and the PAID_OUT after it); ``cancel`` made the order CANCELLED,
+whose linger took the old HOLDING for a late payment and sent a ``return-request``. Now the
+record refuses those operator actions (``money_moved``; ``cancel`` once a HOLDING was recorded),
+and ends PAID_OUT / REFUNDED just before a payout or return request, and when a linger ends,
+once that IPN is recorded (``OrderRecord.ends_by_ipn``). The ``test_f1_*`` tests keep the
+shortest examples; every example of the machines is checked in full.
 
 CI runs a fixed set of examples (derandomized, no example database), a few seconds. To search
 longer, from a fresh random seed each run::
@@ -77,7 +74,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -235,7 +232,6 @@ class MoneyCall:
 class Ledger:
     calls: list[MoneyCall] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-    known: list[str] = field(default_factory=list)
     # (sequence number, action) of each operator action the record accepted.
     go_aheads: list[tuple[int, str]] = field(default_factory=list)
     seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -246,6 +242,11 @@ class Ledger:
     def issued(self, step: str, at: datetime) -> MoneyCall:
         """Invariants 1 and 2, at the moment the run loop issues a money call."""
         seq = next(self.seq)
+        moved = [c for c in self.calls if c.success_ipn]
+        if moved:
+            self.violations.append(
+                f"1 (F1): {step} issued at {at:%m-%d %H:%M} after a success IPN: {moved[-1]}"
+            )
         prev = self.latest(step)
         if prev is not None and not prev.definitely_refused:
             operator = [a for s, a in self.go_aheads if s > prev.seq and a in GO_AHEAD[step]]
@@ -395,10 +396,6 @@ events = st.one_of(
 )
 
 
-class Discarded(Exception):
-    """An example reached a known finding (F1) where ``assume`` cannot be called."""
-
-
 class OrderMachine(RuleBasedStateMachine):
     """One order; the rules are what may happen to it next. See the module docstring."""
 
@@ -412,8 +409,6 @@ class OrderMachine(RuleBasedStateMachine):
         self.sent: list[IpnSignal] = []
         self.ipn_keys: set[tuple[str, str, str, str]] = set()
         self.steps = 0
-        self.discarded = False
-        self.in_teardown = False
 
     @initialize(
         t0=st.sampled_from(T0S),
@@ -570,11 +565,9 @@ class OrderMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Faults clear: every call succeeds, every timer fires. The order then ends, or waits
         for an operator with a reason; nothing waits without end or reason."""
-        if not hasattr(self, "d") or self.discarded:
+        if not hasattr(self, "d"):
             return
-        self.in_teardown = True
-        with contextlib.suppress(Discarded):
-            self._settle_without_faults()
+        self._settle_without_faults()
 
     def _settle_without_faults(self) -> None:
         for _ in range(40):
@@ -603,22 +596,8 @@ class OrderMachine(RuleBasedStateMachine):
         self.d.answer(outcome, took)
 
     def _issued(self, p: CallPoint) -> None:
-        if p.call.step not in (PAYOUT, RETURN):
-            return
-        o = self.d.o
-        moved = [s for s in (o.payout_outcome, o.return_outcome) if s in ("PAID_OUT", "REFUNDED")]
-        if moved:
-            # F1 (module docstring): known, and reproduced by the xfail tests below. The example
-            # is discarded, so that every example that counts is checked in full.
-            self.ledger.known.append(f"F1: {p.call.step} issued after {moved[0]}")
-            self._discard()
-        self.ledger.issued(p.call.step, p.at)
-
-    def _discard(self) -> None:
-        self.discarded = True
-        if self.in_teardown:
-            raise Discarded  # Hypothesis takes no ``assume`` in a teardown
-        assume(False)
+        if p.call.step in (PAYOUT, RETURN):
+            self.ledger.issued(p.call.step, p.at)
 
     def _deliver(self, batch: list[tuple[str, Any]]) -> None:
         for kind, what in batch:
@@ -737,7 +716,11 @@ class OrderMachine(RuleBasedStateMachine):
             return
         kind = o.timeline[-1].kind
         if not ours:
-            assert kind == "ipn_ignored", self._story(f"took in {body} ({kind})")
+            # A HOLDING / REFUNDED for another Cotpay order fails the IPN checks (patch
+            # ``ipn-amount-check``): recorded as evidence, never taken in.
+            checked = o.cotpay_order_id is not None and body.status in ("HOLDING", "REFUNDED")
+            expected = "ipn_mismatch" if checked else "ipn_ignored"
+            assert kind == expected, self._story(f"took in {body} ({kind})")
         elif body.status == "SETTLED_SOMEHOW":
             assert kind == "ipn_unknown", self._story(f"unknown status as {kind}")
         else:
@@ -819,13 +802,17 @@ def _record_uses(func: Any) -> list[str]:
     return [name for *_, name in sorted(found)]
 
 
+# The order store's writer and the updates' read-your-writes wait: no step of the run loop.
+NOT_RUN_LOOP = {"_write_store", "_store_synced"}
+
+
 def test_the_driver_mirrors_the_run_loop() -> None:
     from workflows.escrow import EscrowOrderWorkflow
 
     steps = [
         name
         for name, _ in inspect.getmembers(EscrowOrderWorkflow, inspect.iscoroutinefunction)
-        if name.startswith("_") and not name.startswith("__")
+        if name.startswith("_") and not name.startswith("__") and name not in NOT_RUN_LOOP
     ]
     assert {"_creating", "_check_users", "_paying_out", "_returning", "_linger"} <= set(steps)
     for name in [*steps, "run"]:
@@ -885,27 +872,27 @@ def _raw_activation(m: OrderMachine, batch: list[tuple[str, Any]]) -> Driver:
             d.o.record_ipn(m._ipn(what), d.now)
         else:
             (name, arg), _ = what
-            d.o.receive(d.now, m._build(name, arg))
+            with contextlib.suppress(Refused):  # refused: the update fails, nothing changes
+                d.o.receive(d.now, m._build(name, arg))
     d.settle()
     return d
 
 
-@pytest.mark.xfail(strict=True, reason="F1 (module docstring): a payout re-sent after PAID_OUT")
 def test_f1_retry_and_paid_out_in_one_activation_call_no_payment() -> None:
     d = _raw_activation(_payout_in_doubt(), [_ipn("PAID_OUT"), _operator("retry")])
-    # Expected: the PAID_OUT IPN settles the order; no second payment call.
+    # The PAID_OUT IPN settles the order; no second payment call.
     assert not isinstance(d.pending, CallPoint), "a second payment call after PAID_OUT"
+    assert d.finished and d.o.status is S.PAID_OUT
 
 
-@pytest.mark.xfail(strict=True, reason="F1 (module docstring): a return request after PAID_OUT")
 def test_f1_cancel_and_paid_out_in_one_activation_request_no_return() -> None:
     d = _raw_activation(_payout_in_doubt(), [_ipn("PAID_OUT"), _operator("cancel")])
-    # Expected: the order ends PAID_OUT; it is neither CANCELLED nor asking for a return.
+    # The order ends PAID_OUT; it is neither CANCELLED nor asking for a return.
     assert d.o.status is not S.CANCELLED, "cancelled after PAID_OUT"
     assert not isinstance(d.pending, CallPoint), "a return request after PAID_OUT"
+    assert d.finished and d.o.status is S.PAID_OUT
 
 
-@pytest.mark.xfail(strict=True, reason="F1 (module docstring): a return request after PAID_OUT")
 def test_f1_refund_then_paid_out_in_one_activation_request_no_return() -> None:
     m = _machine("PAYING_OUT")
     m._answer(OK, timedelta(seconds=1))
@@ -913,14 +900,119 @@ def test_f1_refund_then_paid_out_in_one_activation_request_no_return() -> None:
     assert m.d.o.status is S.NEEDS_ATTENTION
     d = _raw_activation(m, [_operator("refund"), _ipn("PAID_OUT")])
     assert not isinstance(d.pending, CallPoint), "a return request after PAID_OUT"
+    assert d.finished and d.o.status is S.PAID_OUT
+
+
+@pytest.mark.parametrize("action", ["retry", "release", "refund", "cancel"])
+def test_f1_operator_actions_after_paid_out_are_refused(action: str) -> None:
+    m = _payout_in_doubt()
+    o = m.d.o
+    o.record_ipn(m._ipn({**HOLDING_NOW, "status": "PAID_OUT"}), m.d.now)
+    with pytest.raises(Refused) as caught:
+        o.check(OperatorAction(action=action, operator="ops"))
+    assert caught.value.code == "money_moved"
+    m.d.settle()
+    assert m.d.finished and o.status is S.PAID_OUT
+
+
+def test_f1_operator_cancel_is_refused_once_holding_was_recorded() -> None:
+    m = _payout_in_doubt()
+    o = m.d.o
+    o.payout_outcome = "PAID_OUT"  # a PAID_OUT with no payout call: money_held is false
+    o.payout_called_at = None
+    assert not o.facts().money_held and o.facts().money_moved is None
+    with pytest.raises(Refused) as caught:
+        o.check(OperatorAction(action="cancel", operator="ops"))
+    assert caught.value.code == "money_held"
+
+
+def test_f1_the_old_rules_hold_without_the_patch() -> None:
+    """An order replaying a history from before ``money-moved-guard`` keeps its old outcome."""
+    d = _payout_in_doubt().d
+    d.o.money_guard = lambda: False
+    d.on_call = None
+    d.o.record_ipn(_payout_in_doubt()._ipn({**HOLDING_NOW, "status": "PAID_OUT"}), d.now)
+    d.o.receive(d.now, OperatorAction(action="retry", operator="ops"))
+    d.settle()
+    assert isinstance(d.pending, CallPoint) and d.pending.call is calls.PAYMENT
 
 
 @pytest.mark.parametrize("action", ["retry", "cancel"])
-def test_the_machine_discards_the_examples_that_reach_f1(action: str) -> None:
+def test_the_machine_checks_the_examples_that_reached_f1(action: str) -> None:
     m = _payout_in_doubt()
-
-    m.in_teardown = True  # ``_discard`` raises instead of calling ``assume``
-    with pytest.raises(Discarded):
-        m.activation([_ipn("PAID_OUT"), _operator(action)])
-    assert len(m.ledger.known) == 1 and m.ledger.known[0].startswith("F1")
+    m.activation([_ipn("PAID_OUT"), _operator(action)])
+    _check(m)
     assert not m.ledger.violations
+    assert m.d.finished and m.d.o.status is S.PAID_OUT
+    assert [c.answer for c in m.ledger.calls] == ["in doubt"]
+
+
+# --- patch return-rejection-in-flight (tests/e2e/test_return_retry_after_rejection.py) --------
+
+
+def _rejected_in_flight(guard: bool = True) -> OrderMachine:
+    """A return request in flight; the seller's RETURN_REJECTED arrives before its answer."""
+    m = _machine("RETURN_REQUESTED")
+    m.d.o.return_guard = lambda: guard
+    assert isinstance(m.d.pending, CallPoint) and m.d.pending.call is calls.RETURN_REQUEST
+    m.activation([_ipn("RETURN_REJECTED")])
+    return m
+
+
+def _release_refusal(m: OrderMachine) -> str | None:
+    try:
+        m.d.o.check(OperatorAction(action="release", operator="ops"))
+    except Refused as err:
+        return err.code
+    return None
+
+
+def test_a_rejection_in_flight_leaves_the_answered_return_pending() -> None:
+    m = _rejected_in_flight()
+    m._answer(OK, timedelta(minutes=1))  # the retried attempt opened a second return
+    o = m.d.o
+    assert o.status is S.RETURN_REQUESTED and o.facts().return_pending
+    assert any(e.kind == "rejection_in_flight" for e in o.timeline)
+    assert _release_refusal(m) == "invalid_state"
+    m.d.advance(timedelta(minutes=5))
+    m.activation([_ipn("RETURN_REJECTED")])  # the seller decides the open request
+    assert m._status() is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"
+    assert _release_refusal(m) is None
+    _check(m)
+
+
+def test_a_rejection_in_flight_then_no_decision_refuses_release() -> None:
+    m = _rejected_in_flight()
+    m._answer(OK, timedelta(minutes=1))
+    m.d.expire()  # the return window passes
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_window"
+    assert _release_refusal(m) == "return_pending"
+
+
+def test_a_rejection_in_flight_of_a_call_left_in_doubt_refuses_release() -> None:
+    m = _rejected_in_flight()
+    m._answer(_fail(RETURN, "Timeout", None), calls.RETURN_REQUEST.schedule_to_close)
+    assert m.d.o.status is S.NEEDS_ATTENTION
+    assert _release_refusal(m) == "return_pending"
+
+
+def test_a_rejection_in_flight_without_the_patch_settles_the_return() -> None:
+    """An order replaying a history from before the patch keeps its old outcome."""
+    m = _rejected_in_flight(guard=False)
+    m._answer(OK, timedelta(minutes=1))
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"
+    assert not any(e.kind == "rejection_in_flight" for e in o.timeline)
+
+
+def test_a_rejection_after_the_answer_is_the_decision() -> None:
+    m = _machine("RETURN_REQUESTED")
+    m._answer(OK, timedelta(seconds=1))
+    m.activation([_ipn("RETURN_REJECTED")])
+    o = m.d.o
+    assert o.status is S.NEEDS_ATTENTION and o.attention is not None
+    assert o.attention.step == "return_rejected"

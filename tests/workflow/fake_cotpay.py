@@ -7,6 +7,7 @@ Every call is recorded with the (time-skipped) server time at which it was sched
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,8 @@ class FakeCotpay:
     next_id: int = 1001
     calls: list[Call] = field(default_factory=list)
     script: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    # A call named here answers only once its event is set (a call in flight, held open).
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def fail(self, name: str, *codes: int, data: dict[str, Any] | None = None) -> None:
         for code in codes:
@@ -91,6 +94,9 @@ class FakeCotpay:
     @activity.defn(name="cotpay.return_request")
     async def return_request(self, inp: OrderCallInput) -> CallResult:
         self._answer("return_request", inp)
+        gate = self.gates.get("return_request")
+        if gate is not None:
+            await gate.wait()
         return CallResult(code=10100, message="Success", data="return-tx")
 
     def activities(self) -> list[Any]:
