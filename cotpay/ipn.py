@@ -92,7 +92,19 @@ def ipn_signature(secret: str, order_ref: str, step: str) -> str:
 
 
 def verify_ipn_signature(secret: str, order_ref: str, step: str, sig: str) -> bool:
-    return hmac.compare_digest(ipn_signature(secret, order_ref, step), sig or "")
+    """Whether ``sig`` is the URL's signature, compared in constant time as bytes.
+
+    A signature is base64url, so ASCII: anything else (a garbled or forged URL, e.g.
+    ``?sig=oZ%07W%5D%C2%83``) does not match. It is never an error: ``hmac.compare_digest``
+    refuses non-ASCII ``str``, and the IPN endpoint must answer it 403, not 500
+    (docs/http-api.md).
+    """
+    expected = ipn_signature(secret, order_ref, step).encode("ascii")
+    try:
+        given = (sig or "").encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 def ipn_url(public_url: str, secret: str, order_ref: str, step: IpnStep | str) -> str:
