@@ -26,7 +26,7 @@ from starter.client import (
     TemporalUnavailable,
     VisibilityUnavailable,
 )
-from starter.gateway.models import ErrorBody
+from starter.gateway.models import ConflictBody, ErrorBody
 from store.errors import InvalidQuery, StoreUnavailable
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -49,9 +49,11 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
-# The error answers every /v1 route documents in the OpenAPI document.
+# The error answers every /v1 route documents in the OpenAPI document: a 409 carries the fields
+# of ``ConflictBody`` (``fields`` as names, ``status``), every other error an ``ErrorBody``.
 V1_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 404, 409, 413, 422, 503)
+    status: {"model": ConflictBody if status == 409 else ErrorBody}
+    for status in (401, 404, 409, 413, 422, 503)
 }
 
 

@@ -14,7 +14,7 @@ from runtime.metrics import record_order_started
 from starter.client import CreateOrderBody, StartResult
 from starter.gateway.deps import OrderRefPath, Orders, Settings, Store, order_context
 from starter.gateway.errors import ApiError
-from starter.gateway.models import view_response
+from starter.gateway.models import ErrorBody, view_response
 from starter.gateway.reads import check_ref_unused
 from workflows.models import (
     CancelRequest,
@@ -49,7 +49,10 @@ def _refusal(result: StartResult) -> ApiError | None:
     "/orders",
     status_code=201,
     response_model=OrderView,
-    responses={200: {"model": OrderView, "description": "the order already existed"}},
+    responses={
+        200: {"model": OrderView, "description": "the order already existed"},
+        504: {"model": ErrorBody, "description": "start_timeout: repeat the same request"},
+    },
 )
 async def create_order(
     body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store

@@ -1,0 +1,133 @@
+"""Error answers match the schemas the OpenAPI document gives for their route and status.
+
+Found by schemathesis (issue 13): the ``409`` answers carried ``status`` and a ``fields`` list of
+names, which the documented ``ErrorBody`` forbade. A ``409`` is now documented as
+``ConflictBody`` (docs/http-api.md); these tests check each kind of error answer against the
+document, so the answers and the document cannot drift apart again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+from tests.gateway.conftest import new_ref, order_body
+from tests.gateway.ipn_helpers import post_ipn
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+async def spec(http: httpx.AsyncClient) -> dict[str, Any]:
+    response = await http.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def conforms(
+    spec: dict[str, Any], method: str, route: str, response: httpx.Response
+) -> dict[str, Any]:
+    """The answer's JSON, after checking it against the schema documented for its status."""
+    documented = spec["paths"][route][method]["responses"]
+    status = str(response.status_code)
+    assert status in documented, f"{method.upper()} {route}: {status} is not documented"
+    schema = documented[status]["content"]["application/json"]["schema"]
+    body: dict[str, Any] = response.json()
+    jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
+    return body
+
+
+async def _held(http: httpx.AsyncClient) -> str:
+    body = order_body()
+    view = (await http.post("/v1/orders", json=body)).json()
+    ipn = {"idOrder": view["cotpayOrderId"], "status": "HOLDING", "amount": body["amount"]}
+    assert (await post_ipn(http, view["orderRef"], "verify", ipn)).status_code == 200
+    return str(view["orderRef"])
+
+
+def test_every_409_is_documented_as_a_conflict_body(spec: dict[str, Any]) -> None:
+    seen = 0
+    for route, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            answer = operation["responses"].get("409")
+            if answer is None:
+                continue
+            seen += 1
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema["$ref"].endswith("/ConflictBody"), (method, route)
+    assert seen >= 5
+    conflict = spec["components"]["schemas"]["ConflictBody"]
+    assert {"error", "message", "fields", "status"} <= set(conflict["properties"])
+
+
+async def test_order_conflict_conforms_and_names_the_fields(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    body = order_body()
+    assert (await http.post("/v1/orders", json=body)).status_code == 201
+    response = await http.post("/v1/orders", json={**body, "amount": 200_000, "payMethod": "PAYME"})
+    assert response.status_code == 409
+    error = conforms(spec, "post", "/v1/orders", response)
+    assert error["error"] == "order_conflict"
+    assert sorted(error["fields"]) == ["amount", "payMethod"]
+
+
+async def test_wrong_state_refusals_conform(http: httpx.AsyncClient, spec: dict[str, Any]) -> None:
+    ref = (await http.post("/v1/orders", json=order_body())).json()["orderRef"]
+    cases = [
+        ("delivered", None, "invalid_state"),
+        ("dispute", {"reason": "broken"}, "not_held"),
+        ("operator", {"action": "release"}, "invalid_state"),
+    ]
+    for action, payload, code in cases:
+        response = await http.post(f"/v1/orders/{ref}/{action}", json=payload)
+        assert response.status_code == 409, (action, response.text)
+        error = conforms(spec, "post", f"/v1/orders/{{order_ref}}/{action}", response)
+        assert error["error"] == code, action
+    held = await _held(http)
+    response = await http.post(f"/v1/orders/{held}/cancel")
+    assert response.status_code == 409, response.text
+    error = conforms(spec, "post", "/v1/orders/{order_ref}/cancel", response)
+    assert error["error"] in {"invalid_state", "money_held"}
+
+
+async def test_order_closed_conforms_and_gives_the_final_status(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    body = order_body(sellerId="0007654321")
+    refused = await http.post("/v1/orders", json=body)
+    assert refused.status_code == 422
+    error = conforms(spec, "post", "/v1/orders", refused)
+    assert error["error"] == "cotpay_refused" and error["order"]["status"] == "FAILED"
+    payloads: dict[str, Any] = {
+        "delivered": None,
+        "dispute": None,
+        "cancel": None,
+        "operator": {"action": "retry"},
+    }
+    for action, payload in payloads.items():
+        response = await http.post(f"/v1/orders/{body['orderRef']}/{action}", json=payload)
+        assert response.status_code == 409, (action, response.text)
+        error = conforms(spec, "post", f"/v1/orders/{{order_ref}}/{action}", response)
+        assert error["error"] == "order_closed", action
+        assert error["status"] == "FAILED", action
+
+
+async def test_other_errors_conform(http: httpx.AsyncClient, spec: dict[str, Any]) -> None:
+    invalid = await http.post("/v1/orders", json={**order_body(), "amount": "lots", "x": 1})
+    assert invalid.status_code == 422
+    error = conforms(spec, "post", "/v1/orders", invalid)
+    assert error["error"] == "invalid_request" and len(error["fields"]) == 2
+    query = await http.get("/v1/orders", params={"createdFrom": "soon"})
+    assert query.status_code == 422
+    assert conforms(spec, "get", "/v1/orders", query)["error"] == "invalid_date"
+    missing = await http.get(f"/v1/orders/{new_ref()}")
+    assert missing.status_code == 404
+    assert conforms(spec, "get", "/v1/orders/{order_ref}", missing)["error"] == "order_not_found"
+    anonymous = await http.get("/v1/orders", headers={"authorization": ""})
+    assert anonymous.status_code == 401
+    assert conforms(spec, "get", "/v1/orders", anonymous)["error"] == "unauthorized"
