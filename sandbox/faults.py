@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import random
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from sandbox.json_types import JsonFloat, JsonInt
 
 
 class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    errorRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    latencyMs: int = Field(default=0, ge=0, le=120_000)
-    ipnDropRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    ipnDuplicateRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    ipnReorder: bool = False
-    payoutFailRate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # JSON numbers: ``true`` is not a rate, nor ``"5"`` a latency (found by schemathesis).
+    errorRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
+    latencyMs: JsonInt = Field(default=0, ge=0, le=120_000)
+    ipnDropRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
+    ipnDuplicateRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
+    ipnReorder: StrictBool = False
+    payoutFailRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class IpnPolicy(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, WithJsonSchema
 
 from cotpay.models import MIN_AMOUNT, CotpayId, Description, PayMethod
 from runtime.settings import EscrowSettings
@@ -29,8 +29,38 @@ from workflows.models import (
 
 MAX_AMOUNT = 1_000_000_000_000
 
-Window = Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(days=365))]
-Period = Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(days=365))]
+MAX_TIMER_S = 365 * 86_400
+
+
+def _not_a_bool(value: object) -> object:
+    """``true`` is not a duration: pydantic would read it as 1 second (found by schemathesis)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is an ISO 8601 string or a number of seconds, not a boolean")
+    return value
+
+
+def _duration_schema(*, zero: bool) -> WithJsonSchema:
+    """What a duration field accepts, as the OpenAPI document shows it: an ISO 8601 duration
+    (``"PT24H"``, ``"P7D"``) or a number of seconds, at most 365 days."""
+    # A window is at least one microsecond, the resolution of a duration: less rounds to 0.
+    seconds = {"type": "number", "minimum": 0 if zero else 1e-6, "maximum": MAX_TIMER_S}
+    return WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "duration"}, seconds]}, mode="validation"
+    )
+
+
+Window = Annotated[
+    timedelta,
+    BeforeValidator(_not_a_bool),
+    Field(gt=timedelta(0), le=timedelta(days=365)),
+    _duration_schema(zero=False),
+]
+Period = Annotated[
+    timedelta,
+    BeforeValidator(_not_a_bool),
+    Field(ge=timedelta(0), le=timedelta(days=365)),
+    _duration_schema(zero=True),
+]
 
 
 class TimerOverrides(Model):

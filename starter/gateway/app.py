@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Security
+from fastapi import Depends, FastAPI, Security
 from fastapi.security import HTTPBearer
 from temporalio.client import Client
 
@@ -34,6 +34,7 @@ from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.language import Localize
 from starter.gateway.middleware import AccessLog, ApiKeyAuth, BodyLimit
+from starter.gateway.query import known_query_only
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
 from starter.gateway.routes.docs import install_docs
@@ -138,6 +139,7 @@ def create_app(
 
     # The routers carry their full paths: the access log and traces name the route template.
     bearer = Security(HTTPBearer(auto_error=False, description="an ESCROW_API_KEYS key"))
+    known_query = Depends(known_query_only)  # unknown query parameters: 422 (query.py)
     v1_routers = (
         order_routes.router,
         reads.router,
@@ -146,7 +148,7 @@ def create_app(
         reports.router,
     )
     for v1 in v1_routers:
-        app.include_router(v1, dependencies=[bearer], responses=V1_ERROR_RESPONSES)
+        app.include_router(v1, dependencies=[bearer, known_query], responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
     mount_metrics(app)
     app.include_router(health.router)
