@@ -23,10 +23,11 @@ from pydantic import (
     StrictBool,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from sandbox.clock import iso
 from sandbox.faults import Faults
-from sandbox.json_types import JsonInt, JsonTime
+from sandbox.json_types import JSON_NUMBER, JsonTime
 
 if TYPE_CHECKING:
     from sandbox.state import SandboxState
@@ -67,8 +68,12 @@ class UserPatch(_Body):
 
 
 MAX_CLOCK_OFFSET_S = 10 * 365 * 86400
-_OFFSET = {"type": "integer", "minimum": -MAX_CLOCK_OFFSET_S, "maximum": MAX_CLOCK_OFFSET_S}
-_NOW = {"type": "string", "format": "date-time"}
+_OFFSET: JsonDict = {
+    "type": "integer",
+    "minimum": -MAX_CLOCK_OFFSET_S,
+    "maximum": MAX_CLOCK_OFFSET_S,
+}
+_NOW: JsonDict = {"type": "string", "format": "date-time"}
 
 
 class ClockBody(_Body):
@@ -83,9 +88,9 @@ class ClockBody(_Body):
         },
     )
 
-    offsetSeconds: JsonInt | None = Field(
-        default=None, ge=-MAX_CLOCK_OFFSET_S, le=MAX_CLOCK_OFFSET_S
-    )
+    offsetSeconds: (
+        Annotated[int, Field(ge=-MAX_CLOCK_OFFSET_S, le=MAX_CLOCK_OFFSET_S), JSON_NUMBER] | None
+    ) = None
     now: JsonTime | None = None
 
     @model_validator(mode="after")
@@ -96,7 +101,7 @@ class ClockBody(_Body):
 
 
 class FailNext(_Body):
-    count: JsonInt = Field(default=1, ge=1, le=100)
+    count: Annotated[int, Field(ge=1, le=100), JSON_NUMBER] = 1
 
 
 class FieldError(BaseModel):

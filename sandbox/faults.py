@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sandbox.json_types import JsonFloat, JsonInt
+from sandbox.json_types import JSON_NUMBER
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0), JSON_NUMBER]
 
 
 class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # JSON numbers: ``true`` is not a rate, nor ``"5"`` a latency (found by schemathesis).
-    errorRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
-    latencyMs: JsonInt = Field(default=0, ge=0, le=120_000)
-    ipnDropRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
-    ipnDuplicateRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
+    errorRate: Rate = 0.0
+    latencyMs: Annotated[int, Field(ge=0, le=120_000), JSON_NUMBER] = 0
+    ipnDropRate: Rate = 0.0
+    ipnDuplicateRate: Rate = 0.0
     ipnReorder: StrictBool = False
-    payoutFailRate: JsonFloat = Field(default=0.0, ge=0.0, le=1.0)
+    payoutFailRate: Rate = 0.0
 
 
 class IpnPolicy(BaseModel):

@@ -26,6 +26,7 @@ def _json_time(value: object) -> object:
     return value
 
 
-JsonInt = Annotated[int, BeforeValidator(_json_number)]
-JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+# Put bounds before it, ``Annotated[int, Field(ge=0), JSON_NUMBER]``: bounds given after a
+# validator reach the OpenAPI document as ``ge``/``le``, which JSON Schema does not know.
+JSON_NUMBER = BeforeValidator(_json_number)
 JsonTime = Annotated[AwareDatetime, BeforeValidator(_json_time)]

@@ -131,3 +131,71 @@ async def test_other_errors_conform(http: httpx.AsyncClient, spec: dict[str, Any
     anonymous = await http.get("/v1/orders", headers={"authorization": ""})
     assert anonymous.status_code == 401
     assert conforms(spec, "get", "/v1/orders", anonymous)["error"] == "unauthorized"
+
+
+# --- what the first fuzz runs found (docs/reliability-fuzzing.md) -----------------------------
+
+
+async def test_405_allows_every_method_of_the_path(http: httpx.AsyncClient) -> None:
+    for method, path, allowed in [
+        ("OPTIONS", "/v1/orders", "GET, POST"),
+        ("DELETE", "/v1/orders", "GET, POST"),
+        ("PUT", "/v1/orders/some-ref", "GET"),
+        ("GET", "/v1/orders/some-ref/delivered", "POST"),
+        ("TRACE", "/healthz", "GET"),
+    ]:
+        response = await http.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allowed, (method, path)
+        assert response.json()["error"] == "method_not_allowed"
+
+
+async def test_unknown_query_parameters_are_refused(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    typo = await http.get("/v1/orders", params={"stauts": "HELD"})
+    assert typo.status_code == 422, typo.text
+    error = conforms(spec, "get", "/v1/orders", typo)
+    assert error["error"] == "invalid_request"
+    assert error["fields"] == [
+        {"field": "query.stauts", "problem": "unknown query parameter", "type": "extra_forbidden"}
+    ]
+    for path in ("/v1/reports/money", f"/v1/orders/{new_ref()}", "/v1/exports/orders.csv"):
+        response = await http.get(path, params={"_": "1"})
+        assert response.status_code == 422, path
+        assert response.json()["fields"][0]["field"] == "query._", path
+    known = await http.get("/v1/orders", params={"status": "HELD", "limit": "5"})
+    assert known.status_code == 200, known.text
+    # The health probe and Cotpay's IPN URLs are not held to it.
+    assert (await http.get("/healthz", params={"probe": "lb"})).status_code == 200
+
+
+async def test_a_duration_is_a_string_or_a_number_never_a_boolean(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    for flag in (True, False):
+        body = order_body(timers={"inspectionPeriod": flag})
+        response = await http.post("/v1/orders", json=body)
+        assert response.status_code == 422, (flag, response.text)
+        error = conforms(spec, "post", "/v1/orders", response)
+        assert error["fields"][0]["field"] == "body.timers.inspectionPeriod"
+    seconds = await http.post("/v1/orders", json=order_body(timers={"paymentWindow": 3600}))
+    assert seconds.status_code == 201, seconds.text
+    timers = spec["components"]["schemas"]["TimerOverrides"]["properties"]["paymentWindow"]
+    kinds = [branch.get("type") for branch in timers["anyOf"]]
+    assert kinds == ["string", "number", "null"], timers
+
+
+async def test_a_body_that_is_not_utf8_is_a_documented_400(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    ref = (await http.post("/v1/orders", json=order_body())).json()["orderRef"]
+    response = await http.post(
+        f"/v1/orders/{ref}/operator",
+        content=b"J\x06[[0f\xff\xfeM",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert conforms(spec, "post", "/v1/orders/{order_ref}/operator", response)["error"] == (
+        "bad_request"
+    )
