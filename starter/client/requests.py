@@ -37,20 +37,30 @@ from workflows.models import (
 MAX_AMOUNT = 1_000_000_000_000
 
 MAX_TIMER_S = 365 * 86_400
+# A window is at least one microsecond, the resolution of a duration: less rounds to 0.
+MIN_WINDOW_S = 1e-6
 
 
-def _not_a_bool(value: object) -> object:
-    """``true`` is not a duration: pydantic would read it as 1 second (found by schemathesis)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is an ISO 8601 string or a number of seconds, not a boolean")
-    return value
+def _duration(minimum: float) -> BeforeValidator:
+    """A duration as the document states it: an ISO 8601 string, or a number of seconds within
+    ``[minimum, MAX_TIMER_S]`` checked as given, before it is rounded to whole microseconds
+    (``31536000.000000004`` is over the bound, though it rounds to 365 days). ``true`` is not a
+    duration, although pydantic reads it as 1 second. Both found by schemathesis."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a duration is an ISO 8601 string or a number of seconds, not true")
+        if isinstance(value, int | float) and not minimum <= value <= MAX_TIMER_S:
+            raise ValueError(f"a number of seconds from {minimum:g} to {MAX_TIMER_S}")
+        return value
+
+    return BeforeValidator(check)
 
 
-def _duration_schema(*, zero: bool) -> WithJsonSchema:
+def _duration_schema(minimum: float) -> WithJsonSchema:
     """What a duration field accepts, as the OpenAPI document shows it: an ISO 8601 duration
     (``"PT24H"``, ``"P7D"``) or a number of seconds, at most 365 days."""
-    # A window is at least one microsecond, the resolution of a duration: less rounds to 0.
-    seconds = {"type": "number", "minimum": 0 if zero else 1e-6, "maximum": MAX_TIMER_S}
+    seconds = {"type": "number", "minimum": minimum, "maximum": MAX_TIMER_S}
     return WithJsonSchema(
         {"anyOf": [{"type": "string", "format": "duration"}, seconds]}, mode="validation"
     )
@@ -58,15 +68,15 @@ def _duration_schema(*, zero: bool) -> WithJsonSchema:
 
 Window = Annotated[
     timedelta,
-    BeforeValidator(_not_a_bool),
+    _duration(MIN_WINDOW_S),
     Field(gt=timedelta(0), le=timedelta(days=365)),
-    _duration_schema(zero=False),
+    _duration_schema(MIN_WINDOW_S),
 ]
 Period = Annotated[
     timedelta,
-    BeforeValidator(_not_a_bool),
+    _duration(0),
     Field(ge=timedelta(0), le=timedelta(days=365)),
-    _duration_schema(zero=True),
+    _duration_schema(0),
 ]
 
 

@@ -182,6 +182,12 @@ async def test_a_duration_is_a_string_or_a_number_never_a_boolean(
         assert error["fields"][0]["field"] == "body.timers.inspectionPeriod"
     seconds = await http.post("/v1/orders", json=order_body(timers={"paymentWindow": 3600}))
     assert seconds.status_code == 201, seconds.text
+    # Bounds hold for the number as sent, not as rounded to microseconds (a long fuzz run).
+    for timers in ({"deliveryDeadline": 31536000.000000004}, {"paymentWindow": 6e-7}):
+        over = await http.post("/v1/orders", json=order_body(timers=timers))
+        assert over.status_code == 422, (timers, over.text)
+    year = await http.post("/v1/orders", json=order_body(timers={"deliveryDeadline": 31536000}))
+    assert year.status_code == 201, year.text
     timers = spec["components"]["schemas"]["TimerOverrides"]["properties"]["paymentWindow"]
     kinds = [branch.get("type") for branch in timers["anyOf"]]
     assert kinds == ["string", "number", "null"], timers
