@@ -52,11 +52,27 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# A 429 of the rate limits (ratelimit.py), on every route but /healthz, before the key is read.
+RATE_LIMITED_RESPONSE: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "rate_limited: over a rate limit (docs/security.md); retry after Retry-After",
+    "headers": {
+        "Retry-After": {
+            "description": "seconds until the request may be sent again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 # The error answers every /v1 route documents in the OpenAPI document: a 409 carries the fields
-# of ``ConflictBody`` (``fields`` as names, ``status``), every other error an ``ErrorBody``.
+# of ``ConflictBody`` (``fields`` as names, ``status``), a 429 ``Retry-After``, every other error
+# an ``ErrorBody``.
 V1_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ConflictBody if status == 409 else ErrorBody}
-    for status in (400, 401, 403, 404, 409, 413, 422, 503)
+    **{
+        status: {"model": ConflictBody if status == 409 else ErrorBody}
+        for status in (400, 401, 403, 404, 409, 413, 422, 503)
+    },
+    429: RATE_LIMITED_RESPONSE,
 }
 
 

@@ -7,7 +7,13 @@ package gets a backend and an order store of its own). The sandbox is the real s
 (``running_sandbox``) on a loopback port. Schemathesis reaches both through ``LoopBridge``.
 
 ``api_auth`` is the one place that says how a fuzz request authenticates: the headers of a
-valid caller. Change it there when the gateway's authentication changes.
+valid caller, an ``operator`` key of the default merchant from ``ESCROW_API_KEYS`` (a bare key
+is one), so every ``/v1`` route is open to it. Change it there when the gateway's
+authentication changes. The role fuzz (``test_roles.py``) brings store keys of each role.
+
+The fuzzed gateway has its rate limits off: a fuzz run sends thousands of requests a minute
+from one address with one key, and would otherwise fuzz the ``429`` (documented on every route,
+tested in tests/gateway/test_rate_limits.py) instead of the API.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from runtime.settings import EscrowSettings
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
 from starter.gateway.app import create_app
+from starter.gateway.ratelimit import RateLimitSettings
 from store.api import OrderStore
 from tests.fuzz.bridge import LoopBridge
 from tests.fuzz.settings import GATEWAY_EXCEPTIONS, fuzz_config
@@ -54,6 +61,9 @@ __all__ = [
 ]
 
 
+UNLIMITED = RateLimitSettings(source="off", key="off", ipn="off", ipn_forged="off")
+
+
 @pytest.fixture(scope="session")
 async def session_loop() -> asyncio.AbstractEventLoop:
     """The loop every session fixture lives on; idle while a synchronous test runs."""
@@ -76,7 +86,14 @@ async def gateway_http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app in-process, with no default headers (each case brings its own)."""
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
-    app = create_app(backend.client, escrow_settings, cotpay, orders=orders, store=gateway_store)
+    app = create_app(
+        backend.client,
+        escrow_settings,
+        cotpay,
+        orders=orders,
+        store=gateway_store,
+        rate_limits=UNLIMITED,
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client
