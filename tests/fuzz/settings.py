@@ -19,12 +19,14 @@ EXAMPLES = int(os.environ.get("ESCROW_FUZZ_EXAMPLES", "25"))
 # Scenarios of the stateful run (each up to STEPS calls along the document's links).
 STATEFUL_EXAMPLES = int(os.environ.get("ESCROW_FUZZ_STATEFUL_EXAMPLES", "15"))
 STATEFUL_STEPS = int(os.environ.get("ESCROW_FUZZ_STATEFUL_STEPS", "8"))
+# Examples per operation and caller of the role fuzz (test_roles.py): six callers, fuzzing phase.
+ROLE_EXAMPLES = int(os.environ.get("ESCROW_FUZZ_ROLE_EXAMPLES", "8"))
 SEED = int(os.environ.get("ESCROW_FUZZ_SEED", "20261201"))
 RANDOM = os.environ.get("ESCROW_FUZZ_RANDOM", "") not in ("", "0", "false")
 
 # Every check schemathesis has for single requests. The stateful run adds the checks that need
-# a sequence of calls (STATEFUL_CHECKS). object_level_authorization needs two identities, which
-# the gateway does not have yet (docs/reliability-fuzzing.md).
+# a sequence of calls (STATEFUL_CHECKS). Who may do what is the role fuzz's (ROLE_CHECKS and
+# test_roles.py: each role against the access table, another merchant's key on our orders).
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -40,6 +42,16 @@ CHECKS = (
 )
 
 STATEFUL_CHECKS = ("use_after_free", "ensure_resource_availability")
+
+# The role fuzz: no 5xx, every answer as documented. Whether the data was valid is the gateway
+# fuzz's concern (positive/negative data checks); here a role's refusal is the expected answer.
+ROLE_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+)
 
 # Schema-valid data may still be refused by the domain with a 422 that is not a validation error
 # (a Cotpay refusal, a time range the store refuses, an unknown cursor): ``checks.py`` fails the
@@ -114,3 +126,31 @@ GATEWAY_EXCEPTIONS: list[dict[str, Any]] = [
         "checks": {"negative_data_rejection": {"enabled": False}},
     },
 ]
+
+
+def role_config(path_regex: str) -> SchemathesisConfig:
+    """The role fuzz's configuration (test_roles.py): ``ROLE_EXAMPLES`` cases per operation from
+    the examples and fuzzing phases, derandomized from ``SEED``, no example database, the test
+    sending each caller's key (no generated credentials) and checking ``ROLE_CHECKS``. Only the
+    operations whose path matches ``path_regex`` run (schemathesis' pytest plugin replaces the
+    filters of a schema fixture; those of its configuration hold)."""
+    data: dict[str, Any] = {
+        "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+        "generation": {
+            "max-examples": ROLE_EXAMPLES,
+            "deterministic": not RANDOM,
+            "database": "none",
+            "with-security-parameters": False,
+        },
+        "phases": {
+            "examples": {"enabled": True},
+            "coverage": {"enabled": False},
+            "fuzzing": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+        "checks": {name: {"enabled": name in ROLE_CHECKS} for name in CHECKS},
+        "operations": [{"exclude-path-regex": path_regex, "enabled": False}],
+    }
+    if not RANDOM:
+        data["seed"] = SEED
+    return SchemathesisConfig.from_dict(data)
