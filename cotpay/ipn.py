@@ -111,9 +111,19 @@ def ipn_signature(secret: str, order_ref: str, step: str, merchant: str | None =
 def verify_ipn_signature(
     secret: str, order_ref: str, step: str, sig: str, merchant: str | None = None
 ) -> bool:
+    """Whether ``sig`` is the URL's signature, compared in constant time as bytes.
+
+    A signature is base64url, so ASCII: anything else (a garbled or forged URL, e.g.
+    ``?sig=oZ%07W%5D%C2%83``) does not match. It is never an error: ``hmac.compare_digest``
+    refuses non-ASCII ``str``, and the IPN endpoint must answer it 403, not 500
+    (docs/http-api.md).
+    """
     expected = ipn_signature(secret, order_ref, step, merchant).encode("ascii")
-    # bytes: compare_digest refuses str with non-ASCII characters; a garbled sig is just wrong.
-    return hmac.compare_digest(expected, (sig or "").encode("utf-8", "surrogatepass"))
+    try:
+        given = (sig or "").encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 def ipn_url(

@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from sandbox.clock import iso
 from sandbox.faults import Faults
+from sandbox.json_types import JSON_NUMBER, JsonTime
 
 if TYPE_CHECKING:
     from sandbox.state import SandboxState
@@ -59,9 +67,31 @@ class UserPatch(_Body):
     bankLinked: StrictBool | None = None
 
 
+MAX_CLOCK_OFFSET_S = 10 * 365 * 86400
+_OFFSET: JsonDict = {
+    "type": "integer",
+    "minimum": -MAX_CLOCK_OFFSET_S,
+    "maximum": MAX_CLOCK_OFFSET_S,
+}
+_NOW: JsonDict = {"type": "string", "format": "date-time"}
+
+
 class ClockBody(_Body):
-    offsetSeconds: int | None = Field(default=None, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
-    now: AwareDatetime | None = None
+    # The document says "exactly one" too, so that a client (and the fuzz tests) can see it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: schema}}
+                for name, schema in (("offsetSeconds", _OFFSET), ("now", _NOW))
+            ]
+        },
+    )
+
+    offsetSeconds: (
+        Annotated[int, Field(ge=-MAX_CLOCK_OFFSET_S, le=MAX_CLOCK_OFFSET_S), JSON_NUMBER] | None
+    ) = None
+    now: JsonTime | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ClockBody:
@@ -71,11 +101,36 @@ class ClockBody(_Body):
 
 
 class FailNext(_Body):
-    count: int = Field(default=1, ge=1, le=100)
+    count: Annotated[int, Field(ge=1, le=100), JSON_NUMBER] = 1
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class AdminErrorBody(BaseModel):
+    """Every error of the admin API (``sandbox/app.py``): a stable ``error`` code, a ``message``,
+    and for a 422 ``validation_error`` the refused fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    message: str
+    errors: list[FieldError] | None = None
+
+
+# The error answers the admin routes document (the OpenAPI document FastAPI serves).
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": AdminErrorBody, "description": "http_error: the body is not UTF-8 text"},
+    404: {"model": AdminErrorBody, "description": "order_not_found, user_not_found, not_found"},
+    409: {"model": AdminErrorBody, "description": "invalid_state, order_busy"},
+    422: {"model": AdminErrorBody, "description": "validation_error, with errors"},
+}
 
 
 def admin_router(state: SandboxState) -> APIRouter:
-    router = APIRouter(prefix="/sandbox", tags=["sandbox admin"])
+    router = APIRouter(prefix="/sandbox", tags=["sandbox admin"], responses=ADMIN_ERRORS)
     service = state.service
 
     def clock_view() -> dict[str, Any]:
@@ -113,7 +168,7 @@ def admin_router(state: SandboxState) -> APIRouter:
     async def ledger() -> dict[str, Any]:
         return service.ledger()
 
-    @router.put("/users/{user_id}")
+    @router.put("/users/{user_id}", responses={201: {"description": "a new user"}})
     async def put_user(user_id: UserId, body: UserPut, response: Response) -> dict[str, Any]:
         user, created = service.put_user(user_id, body.name, body.walletLinked, body.bankLinked)
         response.status_code = 201 if created else 200
@@ -148,7 +203,11 @@ def admin_router(state: SandboxState) -> APIRouter:
         state.faults.faults = body
         return body
 
-    @router.get("/pay/{idOrder}", response_class=HTMLResponse)
+    # Errors answer JSON like every admin route; only the page itself is HTML.
+    @router.get(
+        "/pay/{idOrder}",
+        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
     async def pay_page(idOrder: IdOrderPath) -> HTMLResponse:
         view = service.order_view(idOrder)
         return HTMLResponse(

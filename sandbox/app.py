@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cotpay.envelope import H_CLIENT, EnvelopeError
 from cotpay.models import (
@@ -91,6 +92,20 @@ def _answer(state: SandboxState, endpoint: Endpoint, reply: Reply, token: str) -
     return Response(content=sealed.body, status_code=200, headers=sealed.headers)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """``Allow`` of a 405 (RFC 9110): every method a route takes on the path, not only those of
+    the first route Starlette matched (``PUT /sandbox/users/{id}`` hid ``GET`` and ``PATCH``)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
+
+
 def create_app(state: SandboxState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,11 +122,15 @@ def create_app(state: SandboxState) -> FastAPI:
     )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         names = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
+        response = error_response(
             exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail)
         )
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["allow"] = _allowed_methods(request)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from sandbox.json_types import JSON_NUMBER
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0), JSON_NUMBER]
 
 
 class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    errorRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    latencyMs: int = Field(default=0, ge=0, le=120_000)
-    ipnDropRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    ipnDuplicateRate: float = Field(default=0.0, ge=0.0, le=1.0)
-    ipnReorder: bool = False
-    payoutFailRate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # JSON numbers: ``true`` is not a rate, nor ``"5"`` a latency (found by schemathesis).
+    errorRate: Rate = 0.0
+    latencyMs: Annotated[int, Field(ge=0, le=120_000), JSON_NUMBER] = 0
+    ipnDropRate: Rate = 0.0
+    ipnDuplicateRate: Rate = 0.0
+    ipnReorder: StrictBool = False
+    payoutFailRate: Rate = 0.0
 
 
 class IpnPolicy(BaseModel):

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
 from cotpay.settings import CotpaySettings
@@ -34,6 +34,7 @@ from starter.gateway.errors import V1_ERROR_RESPONSES, install_error_handlers
 from starter.gateway.ipn import merchant_key
 from starter.gateway.language import Localize
 from starter.gateway.middleware import AccessLog, BodyLimit
+from starter.gateway.query import known_query_only
 from starter.gateway.ratelimit import RateLimiter, RateLimitSettings
 from starter.gateway.routes import exports, health, ipn, operator, reads, reports
 from starter.gateway.routes import orders as order_routes
@@ -165,6 +166,7 @@ def create_app(
 
     # The routers carry their full paths: the access log and traces name the route template.
     # Every route declares its access rule (auth.require / auth.PUBLIC).
+    known_query = Depends(known_query_only)  # unknown query parameters: 422 (query.py)
     v1_routers = (
         order_routes.router,
         reads.router,
@@ -174,7 +176,7 @@ def create_app(
         webhook_routes.router,
     )
     for v1 in v1_routers:
-        app.include_router(v1, responses=V1_ERROR_RESPONSES)
+        app.include_router(v1, dependencies=[known_query], responses=V1_ERROR_RESPONSES)
     app.include_router(ipn.router)
     webhook_routes.document_webhooks(app)
     # Metrics are served on their own port (ESCROW_METRICS_PORT, cotpay-escrow gateway), never

@@ -8,6 +8,7 @@ to 503 ``store_unavailable``, anything unexpected to 500 ``internal_error`` (log
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from starter.client import (
     EscrowClientError,
@@ -26,7 +28,7 @@ from starter.client import (
     TemporalUnavailable,
     VisibilityUnavailable,
 )
-from starter.gateway.models import ErrorBody
+from starter.gateway.models import ConflictBody, ErrorBody
 from store.errors import InvalidQuery, StoreUnavailable
 
 log = structlog.get_logger("cotpay_escrow.gateway")
@@ -49,9 +51,28 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
-# The error answers every /v1 route documents in the OpenAPI document.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# A 429 of the rate limits (ratelimit.py), on every route but /healthz, before the key is read.
+RATE_LIMITED_RESPONSE: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "rate_limited: over a rate limit (docs/security.md); retry after Retry-After",
+    "headers": {
+        "Retry-After": {
+            "description": "seconds until the request may be sent again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+# The error answers every /v1 route documents in the OpenAPI document: a 409 carries the fields
+# of ``ConflictBody`` (``fields`` as names, ``status``), a 429 ``Retry-After``, every other error
+# an ``ErrorBody``.
 V1_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 413, 422, 503)
+    **{
+        status: {"model": ConflictBody if status == 409 else ErrorBody}
+        for status in (400, 401, 403, 404, 409, 413, 422, 503)
+    },
+    429: RATE_LIMITED_RESPONSE,
 }
 
 
@@ -117,11 +138,30 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        response = error_response(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["allow"] = _allowed_methods(request, exc.headers)
+        return response
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:
         log.error("gateway.internal_error", error_type=type(exc).__name__)
         return error_response(500, "internal_error", "internal error")
+
+
+def _allowed_methods(request: Request, headers: Mapping[str, str] | None) -> str:
+    """``Allow`` of a 405 (RFC 9110 15.5.6): every method some route takes on the request's path.
+    Starlette's router names only the first route that matches the path (``POST /v1/orders``
+    hid ``GET /v1/orders``), so each method is matched against the app's routes."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed) if allowed else (headers or {}).get("Allow", "")

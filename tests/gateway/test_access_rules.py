@@ -1,8 +1,9 @@
 """Who may call which route (docs/security.md): every role x every route, table-driven.
 
-``RULES`` is the access table. ``test_every_route_has_exactly_the_rule_of_the_table`` fails when
-a route is added without a rule, or without a line here; the matrix then checks each caller on
-each route: 401 without a usable key, 403 below the route's role, through otherwise, and the
+``RULES`` (tests/gateway/access_table.py, which the role fuzz tests/fuzz/test_roles.py reads
+too) is the access table. ``test_every_route_has_exactly_the_rule_of_the_table`` fails when a
+route is added without a rule, or without a line in the table; the matrix then checks each caller
+on each route: 401 without a usable key, 403 below the route's role, through otherwise, and the
 request body is never read before the answer. Keys come from ``ESCROW_API_KEYS`` and from the
 store alike.
 """
@@ -28,40 +29,11 @@ from starter.gateway.auth import PUBLIC, route_table
 from store.access import AccessStore, Actor
 from store.access_models import AuditFilter, Role
 from store.api import OrderStore
+from tests.gateway.access_table import RULES
 from tests.gateway.conftest import Backend, new_ref, order_body
 from workflows.models import OperatorAction, OrderView
 
 pytestmark = pytest.mark.timeout(180)
-
-# (method, path) -> the least role that may call it; None: public (no API key).
-RULES: dict[tuple[str, str], Role | None] = {
-    ("POST", "/v1/orders"): Role.shop,
-    ("GET", "/v1/orders"): Role.viewer,
-    ("GET", "/v1/orders/{order_ref}"): Role.viewer,
-    ("POST", "/v1/orders/{order_ref}/delivered"): Role.shop,
-    ("POST", "/v1/orders/{order_ref}/dispute"): Role.shop,
-    ("POST", "/v1/orders/{order_ref}/cancel"): Role.shop,
-    ("POST", "/v1/orders/{order_ref}/operator"): Role.operator,
-    # The order store's reads, export and report: the caller's merchant only.
-    ("GET", "/v1/orders/{order_ref}/events"): Role.viewer,
-    ("GET", "/v1/exports/orders.csv"): Role.viewer,
-    ("GET", "/v1/reports/money"): Role.viewer,
-    # Webhook endpoints of the caller's merchant; every change is audited.
-    ("POST", "/v1/webhook-endpoints"): Role.shop,
-    ("GET", "/v1/webhook-endpoints"): Role.shop,
-    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Role.shop,
-    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Role.shop,
-    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Role.shop,
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Role.shop,
-    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Role.shop,
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/resend"): Role.shop,
-    # Swagger UI: public, and served at all only with ESCROW_DOCS=true (these tests set it).
-    ("GET", "/docs"): None,
-    ("GET", "/docs/oauth2-redirect"): None,
-    # Cotpay's callbacks carry no API key: the URL's HMAC signature is checked instead.
-    ("POST", "/ipn/{order_ref}/{step}"): None,
-    ("GET", "/healthz"): None,
-}
 
 # Routes with a write method that take no body (FastAPI never reads one).
 BODYLESS = {("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/resend")}

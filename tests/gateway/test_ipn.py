@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,29 @@ async def test_forged_ipn_is_403_and_signals_nothing(http: httpx.AsyncClient, fo
     assert response.json()["error"] == "bad_signature"
     assert await timeline_kinds(http, ref) == before
     assert (await http.get(f"/v1/orders/{ref}")).json()["status"] == "AWAITING_PAYMENT"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sig=oZ%07W%5D%C2%83", "sig=%C3%A9%C3%A9", "sig=%E7%AD%BE", "sig=%FF%FE", "sig=%00"],
+    ids=["fuzzed", "accents", "cjk", "not-utf8", "nul"],
+)
+async def test_garbled_non_ascii_signature_is_403_never_500(
+    http: httpx.AsyncClient, query: str
+) -> None:
+    # Found by schemathesis (issue 13): hmac.compare_digest refused the non-ASCII str -> 500.
+    view = await start(http)
+    ref = view["orderRef"]
+    before = await timeline_kinds(http, ref)
+    for path in (f"/ipn/{ref}/verify", f"/ipn/{new_ref()}/payment", f"/ipn/{ref}/nostep"):
+        response = await http.post(
+            f"{path}?{query}",
+            content=json.dumps(holding(view)).encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["error"] == "bad_signature"
+    assert await timeline_kinds(http, ref) == before
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,22 @@ def test_signed_url_round_trip() -> None:
     assert "=" not in sig and "s3cret" not in url
 
 
+@pytest.mark.parametrize(
+    "sig",
+    ["oZ\x07W]\u0083", "é" * 43, "\u0000", "\ud800", "签名"],
+    ids=["fuzzed", "accents", "nul", "lone-surrogate", "cjk"],
+)
+def test_non_ascii_signature_does_not_match_and_never_raises(sig: str) -> None:
+    # hmac.compare_digest raises TypeError on non-ASCII str: found by schemathesis (issue 13).
+    assert not verify_ipn_signature("s3cret", "order-42", "payment", sig)
+
+
+def test_signature_with_a_non_ascii_suffix_does_not_match() -> None:
+    sig = ipn_signature("s3cret", "order-42", "payment")
+    assert not verify_ipn_signature("s3cret", "order-42", "payment", sig + "é")
+    assert not verify_ipn_signature("s3cret", "order-42", "payment", sig[:-1] + "é")
+
+
 def test_url_longer_than_cotpay_accepts_is_refused() -> None:
     public = "https://shop.example/" + "p" * 150
     assert len(ipn_url(public, "k", "o" * 20, "verify")) <= MAX_IPN_URL

@@ -43,8 +43,8 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 async def export_orders(
     store: Store,
     who: Viewer,
-    start: Annotated[str, Query(alias="from", description=_BOUND)],
-    end: Annotated[str, Query(alias="to", description=_BOUND)],
+    start: Annotated[str, Query(alias="from", description=_BOUND, examples=["2025-12-01"])],
+    end: Annotated[str, Query(alias="to", description=_BOUND, examples=["2025-12-31"])],
 ) -> StreamingResponse:
     """The orders created in ``[from, to]`` as CSV, streamed page by page (at most 366 days)."""
     low = parse_instant(query_time(start), "from", end_of_day=False)

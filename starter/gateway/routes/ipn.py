@@ -27,7 +27,7 @@ from runtime.metrics import record_ipn, record_ipn_after_close, record_ipn_rejec
 from starter.client import EscrowClient, EscrowClientError, OrderClosed
 from starter.gateway.auth import PUBLIC
 from starter.gateway.deps import Context, GatewayContext, order_context
-from starter.gateway.errors import ApiError
+from starter.gateway.errors import RATE_LIMITED_RESPONSE, ApiError
 from starter.gateway.ipn import IpnRejected, read_ipn
 from starter.gateway.models import ErrorBody, IpnAck
 from starter.gateway.stranded import record_stranded_ipn
@@ -49,7 +49,10 @@ router = APIRouter()
     # No API key: Cotpay proves itself with the URL's signature, checked first below.
     dependencies=[Depends(PUBLIC)],
     response_model=IpnAck,
-    responses={status: {"model": ErrorBody} for status in (400, 403, 404, 413, 503)},
+    responses={
+        **{status: {"model": ErrorBody} for status in (400, 403, 404, 413, 503)},
+        429: RATE_LIMITED_RESPONSE,
+    },
 )
 async def ipn(
     order_ref: str, step: str, request: Request, context: Context, sig: str = "", m: str = ""

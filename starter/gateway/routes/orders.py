@@ -9,6 +9,8 @@ Each route calls one ``EscrowClient`` method; its typed errors become JSON error
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -18,7 +20,7 @@ from starter.client import CreateOrderBody, StartResult
 from starter.gateway.auth import Shop
 from starter.gateway.deps import OrderRefPath, Orders, Settings, Store, order_context
 from starter.gateway.errors import ApiError
-from starter.gateway.models import view_response
+from starter.gateway.models import ErrorBody, view_response
 from starter.gateway.reads import check_ref_unused
 from workflows.models import (
     CancelRequest,
@@ -49,11 +51,39 @@ def _refusal(result: StartResult) -> ApiError | None:
     )
 
 
+def _order_links() -> dict[str, Any]:
+    """OpenAPI links of a start's answer: its ``orderRef`` is the ``{order_ref}`` of the order's
+    routes (clients and the stateful fuzz run follow them, docs/reliability-fuzzing.md)."""
+    targets = {
+        "GetOrder": ("/v1/orders/{order_ref}", "get"),
+        "GetOrderEvents": ("/v1/orders/{order_ref}/events", "get"),
+        "ConfirmDelivery": ("/v1/orders/{order_ref}/delivered", "post"),
+        "OpenDispute": ("/v1/orders/{order_ref}/dispute", "post"),
+        "CancelOrder": ("/v1/orders/{order_ref}/cancel", "post"),
+        "OperatorAction": ("/v1/orders/{order_ref}/operator", "post"),
+    }
+    return {
+        name: {
+            "operationRef": "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method,
+            "parameters": {"order_ref": "$response.body#/orderRef"},
+        }
+        for name, (path, method) in targets.items()
+    }
+
+
 @router.post(
     "/orders",
     status_code=201,
     response_model=OrderView,
-    responses={200: {"model": OrderView, "description": "the order already existed"}},
+    responses={
+        201: {"links": _order_links()},
+        200: {
+            "model": OrderView,
+            "description": "the order already existed",
+            "links": _order_links(),
+        },
+        504: {"model": ErrorBody, "description": "start_timeout: repeat the same request"},
+    },
 )
 async def create_order(
     body: CreateOrderBody, orders: Orders, escrow: Settings, store: Store, who: Shop

@@ -36,7 +36,10 @@ async def money_report(
     who: Viewer,
     day: Annotated[
         str | None,
-        Query(description="a Vietnam calendar day, YYYY-MM-DD (not in the future); default now"),
+        Query(
+            description="a Vietnam calendar day, YYYY-MM-DD (not in the future); default now",
+            examples=["2025-12-31"],
+        ),
     ] = None,
 ) -> JSONResponse:
     """Where the money is: count and VND total per state, now or as of the end of ``day``."""
