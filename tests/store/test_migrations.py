@@ -215,18 +215,29 @@ async def test_upgrade_from_0004_keys_orders_by_merchant_and_keeps_data(
     """0004 -> 0005 with orders, events, a webhook event and delivery and an open finding:
     everything stays, as merchant ``default``'s; then another merchant may use the same
     orderRef (order, events, webhook event and finding of its own)."""
-    from store.schema import findings, webhook_deliveries, webhook_events
+    from store.schema import findings, webhook_deliveries, webhook_endpoints, webhook_events
     from webhooks.events import event_id
-    from webhooks.models import EndpointCreate
-    from webhooks.service import WebhookService
-    from webhooks.settings import WebhookSettings
 
     url = await databases.new()
     assert await migrate.upgrade(url, "0004") == "0004"
     await record_before_0005(url, OrderWrite.from_view(full_view("up-5"), created_at=T0))
-    async with OrderStore.open(url) as old:
-        hooks = WebhookService(old.db, WebhookSettings(env="development"))
-        endpoint = (await hooks.create(EndpointCreate(url="http://127.0.0.1:9/hooks"))).id
+    endpoint = "we_up5"
+    await _insert(
+        url,
+        webhook_endpoints,
+        [
+            {
+                "id": endpoint,
+                "merchant": "default",
+                "url": "http://127.0.0.1:9/hooks",
+                "event_types": ["*"],
+                "enabled": True,
+                "secret": "not-used",
+                "created_at": T0,
+                "updated_at": T0,
+            }
+        ],
+    )
     the_id = event_id("up-5", 3)
     await _insert(
         url,
@@ -272,6 +283,7 @@ async def test_upgrade_from_0004_keys_orders_by_merchant_and_keeps_data(
         [{"kind": "past_deadline", "key": "up-5", "order_ref": "up-5", "opened_at": T0}],
     )
 
+    assert await migrate.current(url) == "0004"
     assert await migrate.upgrade(url) == HEAD == "0005"
     assert await _schema_diff(url) == []
     async with OrderStore.open(url) as new:
