@@ -159,7 +159,7 @@ async def record_before_0005(url: object, write: OrderWrite) -> None:
     rows = [event_values(write.order_ref, e, now) for e in write.events]
     for row in rows:
         row.pop("merchant")
-    engine = create_async_engine(url)  # type: ignore[call-overload]
+    engine = create_async_engine(url)  # type: ignore[arg-type]
     try:
         async with engine.begin() as conn:
             await conn.execute(old_orders.insert().values(order_values(write)))
