@@ -39,7 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from store import reconcile as queries
 from store.api import OrderStore
 from store.models import FindingKind, OrderFilters, OrderRow, OrderSort
-from workflows.models import WORKFLOW_TYPE, OrderView
+from workflows.models import DEFAULT_MERCHANT, WORKFLOW_TYPE, OrderView
 from workflows.reconcile_checks import (
     OPEN_STATUSES,
     CheckResult,
@@ -135,13 +135,17 @@ class ReconcileActivities:
         if failed:
             notes.append(f"{failed} running workflows did not answer the status query")
         drafts = await self._compare_running(running, _now())
-        unsure = {d.order_ref for d in drafts if d.kind in TRANSIENT and d.order_ref}
+        unsure = {(d.merchant, d.order_ref) for d in drafts if d.kind in TRANSIENT and d.order_ref}
         if unsure and self.settings.recheck > 0:
             await self._pause(self.settings.recheck)
-            again = {wid: f for wid, f in running.items() if f.order_ref in unsure}
+            again = {wid: f for wid, f in running.items() if (f.merchant, f.order_ref) in unsure}
             fresh, _ = await self._views([e for e in executions if e.id in again])
             # Whatever resolved itself meanwhile (a write on its way) is not a finding.
-            drafts = [d for d in drafts if d.order_ref not in unsure or d.kind not in TRANSIENT]
+            drafts = [
+                d
+                for d in drafts
+                if (d.merchant, d.order_ref) not in unsure or d.kind not in TRANSIENT
+            ]
             rechecked = await self._compare_running(fresh, _now())
             drafts += [d for d in rechecked if d.kind in TRANSIENT]
         for facts in running.values():
@@ -206,7 +210,7 @@ class ReconcileActivities:
     ) -> list[FindingDraft]:
         drafts: list[FindingDraft] = []
         for i, facts in enumerate(running.values()):
-            row = await self.store.get_row(facts.order_ref)
+            row = await self.store.get_row(facts.order_ref, facts.merchant)
             drafts += compare_open_workflow(facts, row, self.policy, now)
             if i % HEARTBEAT_EVERY == 0:
                 activity.heartbeat(f"compared {i}")
@@ -270,6 +274,7 @@ class ReconcileActivities:
         started = _now()
         db = self.store.db
         refs = set(await queries.paid_and_refunded_refs(db)) | set(await queries.stranded_refs(db))
+        # refs: (merchant, orderRef) pairs
         orders = await queries.money_of(db, refs=sorted(refs))
         drafts: list[FindingDraft] = []
         for order in orders:
@@ -294,12 +299,16 @@ class ReconcileActivities:
                 check="ledger", skipped=f"no {LEDGER_PATH} at {self.ledger_url}: not the sandbox"
             )
         db = self.store.db
-        orders = await queries.money_of(db, cotpay_ids=[o.id_order for o in ledger])
+        # The ledger is the default merchant's Cotpay account (COTPAY_BASE_URL): Cotpay order
+        # ids of other merchants' accounts may be the same numbers.
+        mine = DEFAULT_MERCHANT
+        ids = [o.id_order for o in ledger]
+        orders = await queries.money_of(db, cotpay_ids=ids, merchant=mine)
         since = ledger_since(ledger)
         if since is not None:
-            known = {o.order_ref for o in orders}
-            extra = [r for r in await queries.settled_refs(db, since) if r not in known]
-            orders += await queries.money_of(db, refs=extra)
+            known = {(o.merchant, o.order_ref) for o in orders}
+            settled = await queries.settled_refs(db, since, merchant=mine)
+            orders += await queries.money_of(db, refs=[k for k in settled if k not in known])
         drafts = compare_ledger(ledger, orders, self.policy, _now())
         recorded = await self._record(drafts, started)
         log.info("reconcile.ledger", cotpay_orders=len(ledger), findings=len(recorded))
@@ -328,26 +337,36 @@ class ReconcileActivities:
     async def _record(self, drafts: Sequence[FindingDraft], started: datetime) -> list[FindingRef]:
         """Open each finding (idempotent while open); a history finding whose key an operator
         closed is skipped. ``new``: opened by this call."""
-        unique: dict[tuple[FindingKind, str], FindingDraft] = {}
+        unique: dict[tuple[str, FindingKind, str], FindingDraft] = {}
         for draft in drafts:
-            unique.setdefault((draft.kind, draft.key), draft)
-        closed: set[tuple[FindingKind, str]] = set()
-        for kind in {k for (k, _), d in unique.items() if not d.reopen}:
-            keys = [key for (k, key), d in unique.items() if k is kind and not d.reopen]
-            state = await queries.finding_state(self.store.db, kind, keys)
-            closed |= {(kind, key) for key, is_open in state.items() if not is_open}
+            unique.setdefault((draft.merchant, draft.kind, draft.key), draft)
+        closed: set[tuple[str, FindingKind, str]] = set()
+        for merchant, kind in {(m, k) for (m, k, _), d in unique.items() if not d.reopen}:
+            keys = [
+                key
+                for (m, k, key), d in unique.items()
+                if m == merchant and k is kind and not d.reopen
+            ]
+            state = await queries.finding_state(self.store.db, kind, keys, merchant)
+            closed |= {(merchant, kind, key) for key, is_open in state.items() if not is_open}
         refs: list[FindingRef] = []
-        for (kind, key), draft in unique.items():
-            if (kind, key) in closed:
+        for (merchant, kind, key), draft in unique.items():
+            if (merchant, kind, key) in closed:
                 continue
             finding = await self.store.open_finding(
-                kind, order_ref=draft.order_ref, key=key, detail=draft.detail, data=draft.data
+                kind,
+                merchant=merchant,
+                order_ref=draft.order_ref,
+                key=key,
+                detail=draft.detail,
+                data=draft.data,
             )
             refs.append(
                 FindingRef(
                     id=finding.id,
                     kind=finding.kind,
                     key=finding.key,
+                    merchant=finding.merchant,
                     order_ref=finding.order_ref,
                     detail=finding.detail,
                     new=finding.opened_at >= started,
@@ -358,6 +377,7 @@ class ReconcileActivities:
                     "reconcile.finding",
                     finding=finding.id,
                     kind=kind.value,
+                    merchant=merchant,
                     orderRef=draft.order_ref,
                     detail=draft.detail,
                 )

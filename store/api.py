@@ -32,7 +32,7 @@ from store.models import (
     WriteResult,
 )
 from store.settings import StoreSettings
-from workflows.models import OrderView
+from workflows.models import DEFAULT_MERCHANT, OrderView
 
 
 class OrderStore:
@@ -98,6 +98,7 @@ class OrderStore:
         self,
         order_ref: str,
         *,
+        merchant: str = DEFAULT_MERCHANT,
         time: datetime,
         kind: str,
         detail: str = "",
@@ -110,6 +111,7 @@ class OrderStore:
         return await orders.append_event(
             self.db,
             order_ref,
+            merchant=merchant,
             time=time,
             kind=kind,
             detail=detail,
@@ -120,13 +122,17 @@ class OrderStore:
             amount=amount,
         )
 
-    async def get_order(self, order_ref: str, merchant: str | None = None) -> OrderView | None:
+    # An order is (merchant, orderRef): the merchant is ``default`` unless given.
+
+    async def get_order(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> OrderView | None:
         return await orders.get_order(self.db, order_ref, merchant)
 
-    async def get_row(self, order_ref: str, merchant: str | None = None) -> OrderRow | None:
+    async def get_row(self, order_ref: str, merchant: str = DEFAULT_MERCHANT) -> OrderRow | None:
         return await orders.get_row(self.db, order_ref, merchant)
 
-    async def events(self, order_ref: str, merchant: str | None = None) -> list[StoreEvent] | None:
+    async def events(
+        self, order_ref: str, merchant: str = DEFAULT_MERCHANT
+    ) -> list[StoreEvent] | None:
         return await orders.events(self.db, order_ref, merchant)
 
     async def list_orders(
@@ -156,13 +162,20 @@ class OrderStore:
         self,
         kind: FindingKind,
         *,
+        merchant: str = DEFAULT_MERCHANT,
         order_ref: str | None = None,
         key: str | None = None,
         detail: str = "",
         data: dict[str, Any] | None = None,
     ) -> Finding:
         return await findings.open_finding(
-            self.db, kind, order_ref=order_ref, key=key, detail=detail, data=data
+            self.db,
+            kind,
+            merchant=merchant,
+            order_ref=order_ref,
+            key=key,
+            detail=detail,
+            data=data,
         )
 
     async def list_findings(self, where: FindingFilter | None = None) -> list[Finding]:

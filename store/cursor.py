@@ -1,8 +1,9 @@
 """Opaque keyset cursors for ``list_orders`` (docs/store.md).
 
-A cursor is base64url of a small JSON object: the sort key of the last row returned (time and
-orderRef) and a fingerprint of the query (filters and sort). A cursor is accepted only by the
-query that made it; a page size may change between pages. It is not a secret and not signed:
+A cursor is base64url of a small JSON object: the sort key of the last row returned (time,
+orderRef and merchant: two merchants may share an orderRef; a cursor without one, made before,
+means ``default``) and a fingerprint of the query (filters and sort). A cursor is accepted only
+by the query that made it; a page size may change between pages. It is not a secret and not signed:
 altering one can only move where the next page starts.
 """
 
@@ -17,16 +18,18 @@ from typing import NamedTuple
 
 from store.errors import InvalidQuery
 from store.models import OrderFilters, OrderSort
+from workflows.models import DEFAULT_MERCHANT
 
 VERSION = 1
 MAX_CURSOR_CHARS = 512
 
 
 class Position(NamedTuple):
-    """Where a page ended: the sort time and orderRef of its last row."""
+    """Where a page ended: the sort time, orderRef and merchant of its last row."""
 
     time: datetime
     order_ref: str
+    merchant: str = DEFAULT_MERCHANT
 
 
 def fingerprint(filters: OrderFilters, sort: OrderSort) -> str:
@@ -40,7 +43,13 @@ def fingerprint(filters: OrderFilters, sort: OrderSort) -> str:
 
 def encode(position: Position, query: str) -> str:
     raw = json.dumps(
-        {"v": VERSION, "q": query, "t": position.time.isoformat(), "r": position.order_ref},
+        {
+            "v": VERSION,
+            "q": query,
+            "t": position.time.isoformat(),
+            "r": position.order_ref,
+            "m": position.merchant,
+        },
         separators=(",", ":"),
     )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -59,7 +68,10 @@ def decode(cursor: str, query: str) -> Position:
     if not isinstance(body, dict) or body.get("v") != VERSION:
         raise _bad()
     q, t, r = body.get("q"), body.get("t"), body.get("r")
+    m = body.get("m", DEFAULT_MERCHANT)
     if not (isinstance(q, str) and isinstance(t, str) and isinstance(r, str)) or not r:
+        raise _bad()
+    if not isinstance(m, str) or not m:
         raise _bad()
     try:
         moment = datetime.fromisoformat(t)
@@ -73,7 +85,7 @@ def decode(cursor: str, query: str) -> Position:
             "this cursor belongs to another query: repeat the filters and sort it was made with",
             "cursor",
         )
-    return Position(moment, r)
+    return Position(moment, r, m)
 
 
 def _bad() -> InvalidQuery:

@@ -156,7 +156,7 @@ async def _chunks(db: Database, filters: OrderFilters, page_size: int) -> AsyncI
             yield body
         if len(rows) < page_size:
             return
-        after = Position(rows[-1].created_at, rows[-1].order_ref)
+        after = Position(rows[-1].created_at, rows[-1].order_ref, rows[-1].merchant)
 
 
 def _csv(rows: Sequence[Sequence[str]]) -> bytes:

@@ -1,6 +1,7 @@
 """Reconciliation findings and stranded-money items (docs/store.md).
 
-A finding is open until an operator closes it. At most one finding of a kind is open per key
+A finding is open until an operator closes it; it belongs to a merchant (``default`` unless
+given: the merchant of its order). At most one finding of a kind is open per merchant and key
 (by default the orderRef): opening it again, as a daily reconciliation or a retried activity
 does, returns the open one unchanged.
 """
@@ -16,6 +17,7 @@ from store.db import Database
 from store.errors import FindingNotFound
 from store.models import Finding, FindingFilter, FindingKind
 from store.schema import findings
+from workflows.models import DEFAULT_MERCHANT
 
 MAX_FINDINGS = 1000
 
@@ -28,20 +30,22 @@ async def open_finding(
     db: Database,
     kind: FindingKind,
     *,
+    merchant: str = DEFAULT_MERCHANT,
     order_ref: str | None = None,
     key: str | None = None,
     detail: str = "",
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> Finding:
-    """Open a finding, or return the open one of the same kind and key (``key`` defaults to
-    ``order_ref``; one of them is required)."""
+    """Open a finding, or return the open one of the same merchant, kind and key (``key``
+    defaults to ``order_ref``; one of them is required)."""
     key = key if key is not None else order_ref
     if not key:
         raise ValueError("a finding needs an order_ref or a key")
     f = findings.c
     values = {
         "kind": kind.value,
+        "merchant": merchant,
         "key": key[:200],
         "order_ref": order_ref,
         "detail": detail,
@@ -51,14 +55,19 @@ async def open_finding(
     stmt = (
         db.insert(findings)
         .values(values)
-        .on_conflict_do_nothing(index_elements=[f.kind, f.key], index_where=f.closed_at.is_(None))
+        .on_conflict_do_nothing(
+            index_elements=[f.merchant, f.kind, f.key], index_where=f.closed_at.is_(None)
+        )
     )
     async with db.begin() as conn:
         await conn.execute(stmt)
         row = (
             await conn.execute(
                 select(findings).where(
-                    f.kind == kind.value, f.key == values["key"], f.closed_at.is_(None)
+                    f.merchant == merchant,
+                    f.kind == kind.value,
+                    f.key == values["key"],
+                    f.closed_at.is_(None),
                 )
             )
         ).first()
@@ -77,6 +86,8 @@ async def list_findings(
         clauses.append(f.closed_at.is_(None))
     if where.kind is not None:
         clauses.append(f.kind == where.kind.value)
+    if where.merchant is not None:
+        clauses.append(f.merchant == where.merchant)
     if where.order_ref is not None:
         clauses.append(f.order_ref == where.order_ref)
     stmt = select(findings).where(*clauses).order_by(f.opened_at, f.id).limit(limit)

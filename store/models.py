@@ -93,10 +93,11 @@ class OrderWrite(Model):
     """One idempotent write (``store.orders.record``): the order's current view, which reflects
     timeline entries ``1..lastSeq``, and timeline entries not written before.
 
-    Events are keyed by (orderRef, seq): one that exists is left as it is. The ``orders`` row is
-    replaced only by a newer view: a greater ``lastSeq``, or the same ``lastSeq`` and a greater
-    ``revision`` (for a view change without a new entry, e.g. a new ``waitingFor``). A retried
-    or replayed write therefore changes nothing. ``view.timeline`` is ignored: send it empty
+    Events are keyed by (merchant, orderRef, seq): one that exists is left as it is. The
+    ``orders`` row (keyed by (merchant, orderRef)) is replaced only by a newer view: a greater
+    ``lastSeq``, or the same ``lastSeq`` and a greater ``revision`` (for a view change without a
+    new entry, e.g. a new ``waitingFor``). A retried or replayed write therefore changes
+    nothing. ``view.timeline`` is ignored: send it empty
     (``from_view`` does) to keep the activity payload small."""
 
     order_ref: OrderRef
@@ -369,6 +370,7 @@ class Finding(Model):
     id: int
     kind: FindingKind
     key: str
+    merchant: str = DEFAULT_MERCHANT
     order_ref: str | None = None
     detail: str = ""
     data: dict[str, Any] | None = None
@@ -380,5 +382,6 @@ class Finding(Model):
 
 class FindingFilter(Model):
     kind: FindingKind | None = None
+    merchant: str | None = None
     order_ref: str | None = None
     open_only: bool = True

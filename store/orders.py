@@ -1,9 +1,10 @@
 """Writing and reading orders (docs/store.md).
 
-``record`` is the only write: idempotent on (orderRef, seq), the ``orders`` row moving only
-forward. Reads: ``get_order`` (the order view with its timeline), ``events`` and
-``list_orders`` (filters, sort, keyset pages with an opaque cursor). Every value reaches SQL as a
-bound parameter of a SQLAlchemy expression.
+Orders are keyed by (merchant, orderRef): two merchants may use the same orderRef, and every
+function takes the merchant (``default`` unless given). ``record`` is the only write: idempotent
+on (merchant, orderRef, seq), the ``orders`` row moving only forward. Reads: ``get_order``
+(the order view with its timeline), ``events`` and ``list_orders`` (filters, sort, keyset pages
+with an opaque cursor). Every value reaches SQL as a bound parameter of a SQLAlchemy expression.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from store.models import (
     WriteResult,
 )
 from store.schema import order_events, orders
-from workflows.models import Attention, EscrowStatus, OrderView
+from workflows.models import DEFAULT_MERCHANT, Attention, EscrowStatus, OrderView
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -96,8 +97,11 @@ def order_values(write: OrderWrite) -> dict[str, Any]:
     }
 
 
-def event_values(order_ref: str, event: StoreEvent, recorded_at: datetime) -> dict[str, Any]:
+def event_values(
+    order_ref: str, event: StoreEvent, recorded_at: datetime, merchant: str = DEFAULT_MERCHANT
+) -> dict[str, Any]:
     return {
+        "merchant": merchant,
         "order_ref": order_ref,
         "seq": event.seq,
         "time": event.time,
@@ -116,8 +120,9 @@ def event_values(order_ref: str, event: StoreEvent, recorded_at: datetime) -> di
 async def record(db: Database, write: OrderWrite) -> WriteResult:
     """Write an order's view and new events in one transaction.
 
-    An event whose (orderRef, seq) exists is left as it is; the ``orders`` row is inserted, or
-    replaced by a view with a greater (lastSeq, revision); ``updatedAt`` never goes back."""
+    An event whose (merchant, orderRef, seq) exists is left as it is; the ``orders`` row of
+    (merchant, orderRef) is inserted, or replaced by a view with a greater (lastSeq, revision);
+    ``updatedAt`` never goes back."""
     values = order_values(write)
     upsert: Insert = db.insert(orders).values(values)
     new = upsert.excluded  # type: ignore[attr-defined]
@@ -130,19 +135,23 @@ async def record(db: Database, write: OrderWrite) -> WriteResult:
         (new.updated_at > orders.c.updated_at, new.updated_at), else_=orders.c.updated_at
     )
     upsert = upsert.on_conflict_do_update(  # type: ignore[attr-defined]
-        index_elements=[orders.c.order_ref], set_=changes, where=newer
+        index_elements=[orders.c.merchant, orders.c.order_ref], set_=changes, where=newer
     ).returning(orders.c.order_ref)
     inserted = 0
     async with db.begin() as conn:
         moved = (await conn.execute(upsert)).first() is not None
         if write.events:
             now = datetime.now(UTC)
-            rows = [event_values(write.order_ref, e, now) for e in write.events]
+            rows = [event_values(write.order_ref, e, now, write.merchant) for e in write.events]
             stmt = (
                 db.insert(order_events)
                 .values(rows)
                 .on_conflict_do_nothing(
-                    index_elements=[order_events.c.order_ref, order_events.c.seq]
+                    index_elements=[
+                        order_events.c.merchant,
+                        order_events.c.order_ref,
+                        order_events.c.seq,
+                    ]
                 )
                 .returning(order_events.c.seq)
             )
@@ -157,6 +166,7 @@ async def append_event(
     db: Database,
     order_ref: str,
     *,
+    merchant: str = DEFAULT_MERCHANT,
     time: datetime,
     kind: str,
     detail: str = "",
@@ -169,15 +179,15 @@ async def append_event(
     """Append an event after the order's last one, for an order whose workflow has closed
     (e.g. a HOLDING IPN after close: ``money=IPN_AFTER_CLOSE``). Only then: a running workflow
     numbers its own events. An event of the same kind, time and transaction id is not appended
-    twice (the existing one is returned). None when the store has no such order."""
+    twice (the existing one is returned). None when the store has no such order (of
+    ``merchant``)."""
     e = order_events.c
+    mine = (e.merchant == merchant, e.order_ref == order_ref)
     for _ in range(APPEND_ATTEMPTS):
         async with db.begin() as conn:
             row = (
                 await conn.execute(
-                    select(orders.c.status, orders.c.last_seq).where(
-                        orders.c.order_ref == order_ref
-                    )
+                    select(orders.c.status, orders.c.last_seq).where(_owned(order_ref, merchant))
                 )
             ).first()
             if row is None:
@@ -185,7 +195,7 @@ async def append_event(
             same = (
                 await conn.execute(
                     select(order_events).where(
-                        e.order_ref == order_ref,
+                        *mine,
                         e.kind == kind,
                         e.time == time,
                         e.transaction_id.is_(None)
@@ -196,9 +206,7 @@ async def append_event(
             ).first()
             if same is not None:
                 return row_to_event(same._mapping)
-            top = (
-                await conn.execute(select(func.max(e.seq)).where(e.order_ref == order_ref))
-            ).scalar()
+            top = (await conn.execute(select(func.max(e.seq)).where(*mine))).scalar()
             event = StoreEvent(
                 seq=max(row.last_seq, top or 0) + 1,
                 time=time,
@@ -213,22 +221,24 @@ async def append_event(
             )
             stmt = (
                 db.insert(order_events)
-                .values(event_values(order_ref, event, datetime.now(UTC)))
-                .on_conflict_do_nothing(index_elements=[e.order_ref, e.seq])
+                .values(event_values(order_ref, event, datetime.now(UTC), merchant))
+                .on_conflict_do_nothing(index_elements=[e.merchant, e.order_ref, e.seq])
                 .returning(e.seq)
             )
             if (await conn.execute(stmt)).first() is None:
                 continue  # another append took this seq: number again
             await conn.execute(
                 update(orders)
-                .where(orders.c.order_ref == order_ref)
+                .where(_owned(order_ref, merchant))
                 .values(
                     last_seq=event.seq,
                     updated_at=case((orders.c.updated_at < time, time), else_=orders.c.updated_at),
                 )
             )
             return event
-    raise StoreUnavailable(f"could not append to {order_ref}: too many concurrent appends")
+    raise StoreUnavailable(
+        f"could not append to {merchant}/{order_ref}: too many concurrent appends"
+    )
 
 
 def row_to_order(row: RowMapping) -> OrderRow:
@@ -246,59 +256,61 @@ def row_to_order(row: RowMapping) -> OrderRow:
 
 
 def row_to_event(row: RowMapping) -> StoreEvent:
-    fields = {c.name: row[c.name] for c in order_events.c if c.name not in ("order_ref",)}
+    fields = {
+        c.name: row[c.name] for c in order_events.c if c.name not in ("merchant", "order_ref")
+    }
     fields.pop("recorded_at")
     return StoreEvent.model_validate(fields)
 
 
-def _owned(order_ref: str, merchant: str | None) -> ColumnElement[bool]:
-    clause = orders.c.order_ref == order_ref
-    return and_(clause, orders.c.merchant == merchant) if merchant is not None else clause
+def _owned(order_ref: str, merchant: str) -> ColumnElement[bool]:
+    return and_(orders.c.merchant == merchant, orders.c.order_ref == order_ref)
 
 
-async def get_row(db: Database, order_ref: str, merchant: str | None = None) -> OrderRow | None:
+def _events_of(order_ref: str, merchant: str) -> Any:
+    e = order_events.c
+    return (
+        select(order_events).where(e.merchant == merchant, e.order_ref == order_ref).order_by(e.seq)
+    )
+
+
+async def get_row(
+    db: Database, order_ref: str, merchant: str = DEFAULT_MERCHANT
+) -> OrderRow | None:
     async with db.connect() as conn:
         row = (await conn.execute(select(orders).where(_owned(order_ref, merchant)))).first()
     return row_to_order(row._mapping) if row is not None else None
 
 
 async def events(
-    db: Database, order_ref: str, merchant: str | None = None
+    db: Database, order_ref: str, merchant: str = DEFAULT_MERCHANT
 ) -> list[StoreEvent] | None:
-    """The order's events in seq order; None when the store has no such order (of
-    ``merchant``, when given)."""
+    """The order's events in seq order; None when the store has no such order of
+    ``merchant``."""
     async with db.connect() as conn:
         return await _events(conn, order_ref, merchant)
 
 
-async def _events(
-    conn: AsyncConnection, order_ref: str, merchant: str | None
-) -> list[StoreEvent] | None:
+async def _events(conn: AsyncConnection, order_ref: str, merchant: str) -> list[StoreEvent] | None:
     owner = (
         await conn.execute(select(orders.c.order_ref).where(_owned(order_ref, merchant)))
     ).first()
     if owner is None:
         return None
-    result = await conn.execute(
-        select(order_events)
-        .where(order_events.c.order_ref == order_ref)
-        .order_by(order_events.c.seq)
-    )
+    result = await conn.execute(_events_of(order_ref, merchant))
     return [row_to_event(r._mapping) for r in result]
 
 
-async def get_order(db: Database, order_ref: str, merchant: str | None = None) -> OrderView | None:
+async def get_order(
+    db: Database, order_ref: str, merchant: str = DEFAULT_MERCHANT
+) -> OrderView | None:
     """The order view with its timeline, as the workflow's ``status`` query answers it; None
-    when the store has no such order (of ``merchant``, when given)."""
+    when the store has no such order of ``merchant``."""
     async with db.connect() as conn:
         row = (await conn.execute(select(orders).where(_owned(order_ref, merchant)))).first()
         if row is None:
             return None
-        result = await conn.execute(
-            select(order_events)
-            .where(order_events.c.order_ref == order_ref)
-            .order_by(order_events.c.seq)
-        )
+        result = await conn.execute(_events_of(order_ref, merchant))
         timeline = [row_to_event(r._mapping).timeline_event() for r in result]
     return row_to_order(row._mapping).view(timeline)
 
@@ -341,15 +353,37 @@ def keyset(sort: OrderSort, after: cursor.Position | None) -> list[ColumnElement
     """The clause that starts a page after ``after`` in ``sort`` order."""
     if after is None:
         return []
-    column, ref = _sort_column(sort), orders.c.order_ref
+    column, ref, owner = _sort_column(sort), orders.c.order_ref, orders.c.merchant
     if _descending(sort):
-        return [or_(column < after.time, and_(column == after.time, ref < after.order_ref))]
-    return [or_(column > after.time, and_(column == after.time, ref > after.order_ref))]
+        return [
+            or_(
+                column < after.time,
+                and_(
+                    column == after.time,
+                    or_(
+                        ref < after.order_ref,
+                        and_(ref == after.order_ref, owner < after.merchant),
+                    ),
+                ),
+            )
+        ]
+    return [
+        or_(
+            column > after.time,
+            and_(
+                column == after.time,
+                or_(ref > after.order_ref, and_(ref == after.order_ref, owner > after.merchant)),
+            ),
+        )
+    ]
 
 
-def ordering(sort: OrderSort) -> tuple[Any, Any]:
-    column, ref = _sort_column(sort), orders.c.order_ref
-    return (column.desc(), ref.desc()) if _descending(sort) else (column.asc(), ref.asc())
+def ordering(sort: OrderSort) -> tuple[Any, Any, Any]:
+    """Sort time, then orderRef, then merchant (two merchants may share an orderRef)."""
+    column, ref, owner = _sort_column(sort), orders.c.order_ref, orders.c.merchant
+    if _descending(sort):
+        return column.desc(), ref.desc(), owner.desc()
+    return column.asc(), ref.asc(), owner.asc()
 
 
 async def page(
@@ -371,7 +405,7 @@ async def page(
         return rows, None
     last = rows[limit - 1]
     when = last.created_at if _sort_column(sort) is orders.c.created_at else last.updated_at
-    return rows[:limit], cursor.Position(when, last.order_ref)
+    return rows[:limit], cursor.Position(when, last.order_ref, last.merchant)
 
 
 async def list_orders(

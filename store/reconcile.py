@@ -11,97 +11,120 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 
 from store.db import Database
 from store.models import FindingKind, MoneyKind
 from store.schema import findings, order_events, orders
-from workflows.models import EscrowStatus
+from workflows.models import DEFAULT_MERCHANT, EscrowStatus
 from workflows.reconcile_checks import MoneyEvent, OrderMoney
 
 CHUNK = 500
 MAX_CANDIDATES = 100_000
 
+# An order of the store: (merchant, orderRef). Two merchants may use the same orderRef.
+OrderKey = tuple[str, str]
 
-def _chunks(values: Sequence[str] | Sequence[int]) -> Iterable[Sequence[str] | Sequence[int]]:
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(values), CHUNK):
         yield values[i : i + CHUNK]
 
 
-async def _refs(db: Database, stmt: Select[tuple[str]]) -> list[str]:
+async def _keys(db: Database, stmt: Select[Any]) -> list[OrderKey]:
     async with db.connect() as conn:
         result = await conn.execute(stmt.limit(MAX_CANDIDATES))
-        return sorted({str(ref) for (ref,) in result})
+        return sorted({(str(merchant), str(ref)) for (merchant, ref) in result})
 
 
-async def paid_and_refunded_refs(db: Database) -> list[str]:
+def _same_order() -> ColumnElement[bool]:
+    e, o = order_events.c, orders.c
+    return and_(e.merchant == o.merchant, e.order_ref == o.order_ref)
+
+
+async def paid_and_refunded_refs(db: Database) -> list[OrderKey]:
     """Orders with any sign of both a payout and a refund (events, status, times)."""
     e, o = order_events.c, orders.c
     both_events = (
-        select(e.order_ref)
+        select(e.merchant, e.order_ref)
         .where(e.money.in_([MoneyKind.PAID_OUT.value, MoneyKind.REFUNDED.value]))
-        .group_by(e.order_ref)
+        .group_by(e.merchant, e.order_ref)
         .having(func.count(func.distinct(e.money)) > 1)
     )
     paid_row = or_(o.status == EscrowStatus.PAID_OUT.value, o.paid_out_at.is_not(None))
     refunded_row = or_(o.status == EscrowStatus.REFUNDED.value, o.refunded_at.is_not(None))
-    joined = orders.join(order_events, e.order_ref == o.order_ref)
+    joined = orders.join(order_events, _same_order())
     refund_event_on_paid = (
-        select(o.order_ref).select_from(joined).where(e.money == MoneyKind.REFUNDED.value, paid_row)
+        select(o.merchant, o.order_ref)
+        .select_from(joined)
+        .where(e.money == MoneyKind.REFUNDED.value, paid_row)
     )
     payout_event_on_refunded = (
-        select(o.order_ref)
+        select(o.merchant, o.order_ref)
         .select_from(joined)
         .where(e.money == MoneyKind.PAID_OUT.value, refunded_row)
     )
-    both_rows = select(o.order_ref).where(paid_row, refunded_row)
-    found: set[str] = set()
+    both_rows = select(o.merchant, o.order_ref).where(paid_row, refunded_row)
+    found: set[OrderKey] = set()
     for stmt in (both_events, refund_event_on_paid, payout_event_on_refunded, both_rows):
-        found.update(await _refs(db, stmt))
+        found.update(await _keys(db, stmt))
     return sorted(found)
 
 
-async def stranded_refs(db: Database) -> list[str]:
+async def stranded_refs(db: Database) -> list[OrderKey]:
     """Orders with an ``ipn_after_close`` or ``payout_in_doubt`` money event."""
     e = order_events.c
     kinds = [MoneyKind.IPN_AFTER_CLOSE.value, MoneyKind.PAYOUT_IN_DOUBT.value]
-    return await _refs(db, select(e.order_ref).where(e.money.in_(kinds)).distinct())
+    return await _keys(db, select(e.merchant, e.order_ref).where(e.money.in_(kinds)).distinct())
 
 
-async def settled_refs(db: Database, since: datetime) -> list[str]:
+async def settled_refs(
+    db: Database, since: datetime, merchant: str | None = None
+) -> list[OrderKey]:
     """Orders with a Cotpay id that the store says were paid out or refunded at ``since`` or
-    later (the ledger comparison's other direction)."""
+    later (the ledger comparison's other direction); of ``merchant`` when given."""
     e, o = order_events.c, orders.c
     by_event = (
-        select(e.order_ref)
+        select(e.merchant, e.order_ref)
         .where(
             e.money.in_([MoneyKind.PAID_OUT.value, MoneyKind.REFUNDED.value]),
             e.time >= since,
+            *([e.merchant == merchant] if merchant is not None else []),
         )
         .distinct()
     )
-    by_row = select(o.order_ref).where(
-        o.cotpay_order_id.is_not(None), or_(o.paid_out_at >= since, o.refunded_at >= since)
+    by_row = select(o.merchant, o.order_ref).where(
+        o.cotpay_order_id.is_not(None),
+        or_(o.paid_out_at >= since, o.refunded_at >= since),
+        *([o.merchant == merchant] if merchant is not None else []),
     )
-    found: set[str] = set()
+    found: set[OrderKey] = set()
     for stmt in (by_event, by_row):
-        found.update(await _refs(db, stmt))
+        found.update(await _keys(db, stmt))
     return sorted(found)
 
 
 async def money_of(
     db: Database,
     *,
-    refs: Sequence[str] = (),
+    refs: Sequence[OrderKey] = (),
     cotpay_ids: Sequence[int] = (),
+    merchant: str | None = None,
 ) -> list[OrderMoney]:
-    """The orders named by ``refs`` or by Cotpay id, each with its money events in seq order."""
+    """The orders named by ``refs`` ((merchant, orderRef) pairs) or by Cotpay id (of
+    ``merchant`` when given: Cotpay ids are per merchant account), each with its money events
+    in seq order."""
     o, e = orders.c, order_events.c
-    clauses: list[ColumnElement[bool]] = [o.order_ref.in_(c) for c in _chunks(list(refs))]
-    clauses += [o.cotpay_order_id.in_(c) for c in _chunks(list(cotpay_ids))]
-    rows: dict[str, OrderMoney] = {}
+    clauses: list[ColumnElement[bool]] = [
+        tuple_(o.merchant, o.order_ref).in_(list(c)) for c in _chunks(list(refs))
+    ]
+    owned = [o.merchant == merchant] if merchant is not None else []
+    clauses += [and_(o.cotpay_order_id.in_(c), *owned) for c in _chunks(list(cotpay_ids))]
+    rows: dict[OrderKey, OrderMoney] = {}
     columns = (
+        o.merchant,
         o.order_ref,
         o.status,
         o.amount,
@@ -113,10 +136,11 @@ async def money_of(
     async with db.connect() as conn:
         for where in clauses:
             for row in await conn.execute(select(*columns).where(where)):
-                rows[row.order_ref] = OrderMoney.model_validate(dict(row._mapping))
+                rows[(row.merchant, row.order_ref)] = OrderMoney.model_validate(dict(row._mapping))
         for chunk in _chunks(sorted(rows)):
             result = await conn.execute(
                 select(
+                    e.merchant,
                     e.order_ref,
                     e.seq,
                     e.time,
@@ -127,24 +151,29 @@ async def money_of(
                     e.cotpay_order_id,
                     e.data,
                 )
-                .where(e.order_ref.in_(chunk), e.money.is_not(None))
-                .order_by(e.order_ref, e.seq)
+                .where(tuple_(e.merchant, e.order_ref).in_(list(chunk)), e.money.is_not(None))
+                .order_by(e.merchant, e.order_ref, e.seq)
             )
             for event in result:
                 fields = dict(event._mapping)
-                rows[fields.pop("order_ref")].events.append(MoneyEvent.model_validate(fields))
-    return [rows[ref] for ref in sorted(rows)]
+                key = (fields.pop("merchant"), fields.pop("order_ref"))
+                rows[key].events.append(MoneyEvent.model_validate(fields))
+    return [rows[key] for key in sorted(rows)]
 
 
-async def finding_state(db: Database, kind: FindingKind, keys: Sequence[str]) -> dict[str, bool]:
-    """For each of ``keys`` that has a finding of ``kind``: True when one is open, False when
-    every one was closed."""
+async def finding_state(
+    db: Database, kind: FindingKind, keys: Sequence[str], merchant: str = DEFAULT_MERCHANT
+) -> dict[str, bool]:
+    """For each of ``keys`` of ``merchant`` that has a finding of ``kind``: True when one is
+    open, False when every one was closed."""
     f = findings.c
     state: dict[str, bool] = {}
     async with db.connect() as conn:
         for chunk in _chunks(list(keys)):
             result = await conn.execute(
-                select(f.key, f.closed_at).where(f.kind == kind.value, f.key.in_(chunk))
+                select(f.key, f.closed_at).where(
+                    f.merchant == merchant, f.kind == kind.value, f.key.in_(chunk)
+                )
             )
             for key, closed_at in result:
                 state[key] = state.get(key, False) or closed_at is None

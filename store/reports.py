@@ -52,6 +52,7 @@ def _states_query(before: datetime | None, merchant: str | None) -> Any:
     where = [e.time < before] if before is not None else []
     per_order = (
         select(
+            e.merchant,
             e.order_ref,
             func.max(case((e.status.is_not(None), e.seq))).label("status_seq"),
             _last_seq_of(M.HELD).label("held"),
@@ -64,8 +65,8 @@ def _states_query(before: datetime | None, merchant: str | None) -> Any:
                 "after_close_amount"
             ),
         )
-        .where(*where)
-        .group_by(e.order_ref)
+        .where(*where, *([e.merchant == merchant] if merchant is not None else []))
+        .group_by(e.merchant, e.order_ref)
         .subquery("per_order")
     )
     latest = order_events.alias("latest")
@@ -96,15 +97,18 @@ def _states_query(before: datetime | None, merchant: str | None) -> Any:
         ),
         else_=orders.c.amount,
     )
-    joined = per_order.join(orders, orders.c.order_ref == p.order_ref).outerjoin(
-        latest, and_(latest.c.order_ref == p.order_ref, latest.c.seq == p.status_seq)
+    joined = per_order.join(
+        orders, and_(orders.c.merchant == p.merchant, orders.c.order_ref == p.order_ref)
+    ).outerjoin(
+        latest,
+        and_(
+            latest.c.merchant == p.merchant,
+            latest.c.order_ref == p.order_ref,
+            latest.c.seq == p.status_seq,
+        ),
     )
-    owned = [orders.c.merchant == merchant] if merchant is not None else []
     states = (
-        select(state.label("state"), amount.label("amount"))
-        .select_from(joined)
-        .where(*owned)
-        .subquery("states")
+        select(state.label("state"), amount.label("amount")).select_from(joined).subquery("states")
     )
     return (
         select(states.c.state, func.count(), func.sum(states.c.amount))
@@ -115,10 +119,11 @@ def _states_query(before: datetime | None, merchant: str | None) -> Any:
 
 def _flows_query(start: datetime, end: datetime, merchant: str | None) -> Any:
     e = order_events.c
-    owned = [orders.c.merchant == merchant] if merchant is not None else []
+    owned = [e.merchant == merchant] if merchant is not None else []
+    same_order = and_(orders.c.merchant == e.merchant, orders.c.order_ref == e.order_ref)
     return (
         select(e.money, func.count(), func.sum(func.coalesce(e.amount, orders.c.amount)))
-        .select_from(order_events.join(orders, orders.c.order_ref == e.order_ref))
+        .select_from(order_events.join(orders, same_order))
         .where(e.money.is_not(None), e.time >= start, e.time < end, *owned)
         .group_by(e.money)
     )

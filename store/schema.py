@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -63,8 +64,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 orders = Table(
     "orders",
     metadata,
+    # revision 0005: keyed by (merchant, order_ref): two merchants may use the same orderRef.
+    Column("merchant", String(64), primary_key=True, server_default=text("'default'")),
     Column("order_ref", String(64), primary_key=True),
-    Column("merchant", String(64), nullable=False, server_default=text("'default'")),
     Column("workflow_id", String(128), nullable=False),
     Column("status", String(32), nullable=False),
     Column("cotpay_order_id", BigInteger),
@@ -101,7 +103,9 @@ orders = Table(
 order_events = Table(
     "order_events",
     metadata,
-    Column("order_ref", String(64), ForeignKey("orders.order_ref"), primary_key=True),
+    # revision 0005: the merchant joins the key, and the foreign key to orders
+    Column("merchant", String(64), primary_key=True, server_default=text("'default'")),
+    Column("order_ref", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("time", UtcDateTime, nullable=False),
     Column("kind", String(64), nullable=False),
@@ -118,6 +122,11 @@ order_events = Table(
     Index(None, "money", "time"),
     # revision 0003: the webhook dispatcher takes new status entries by recorded_at
     Index(None, "kind", "recorded_at"),
+    ForeignKeyConstraint(
+        ["merchant", "order_ref"],
+        ["orders.merchant", "orders.order_ref"],
+        name="fk_order_events_merchant_order_ref_orders",
+    ),
 )
 
 findings = Table(
@@ -126,6 +135,8 @@ findings = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("kind", String(64), nullable=False),
     Column("key", String(200), nullable=False),
+    # revision 0005: whose order the finding is about (a key is unique per merchant)
+    Column("merchant", String(64), nullable=False, server_default=text("'default'")),
     Column("order_ref", String(64)),
     Column("detail", Text, nullable=False, server_default=text("''")),
     Column("data", JSON),
@@ -134,14 +145,15 @@ findings = Table(
     Column("closed_by", String(100)),
     Column("close_note", Text, nullable=False, server_default=text("''")),
     Index(
-        "uq_findings_open_kind_key",
+        "uq_findings_open_merchant_kind_key",
+        "merchant",
         "kind",
         "key",
         unique=True,
         sqlite_where=text("closed_at IS NULL"),
         postgresql_where=text("closed_at IS NULL"),
     ),
-    Index(None, "order_ref"),
+    Index(None, "merchant", "order_ref"),
     Index(None, "opened_at"),
 )
 
@@ -182,7 +194,7 @@ webhook_events = Table(
     Column("created", UtcDateTime, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("payload", Text, nullable=False),
-    UniqueConstraint("order_ref", "seq"),
+    UniqueConstraint("merchant", "order_ref", "seq"),  # revision 0005: was (order_ref, seq)
     Index(None, "recorded_at"),
 )
 

@@ -209,8 +209,8 @@ class Dispatcher:
             metrics.DELIVERIES_FAILED.inc(failed)
             log.warning("webhooks.deliveries_failed", count=failed)
 
-    async def _view(self, order_ref: str) -> OrderView | None:
-        return await store_orders.get_order(self.db, order_ref)
+    async def _view(self, merchant: str, order_ref: str) -> OrderView | None:
+        return await store_orders.get_order(self.db, order_ref, merchant)
 
     async def _start_endpoint(self, endpoint: EndpointRow, now: datetime) -> int:
         total = sum(self.in_flight.values())

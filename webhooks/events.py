@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import AwareDatetime
 
-from workflows.models import EscrowStatus, Model, OrderView
+from workflows.models import DEFAULT_MERCHANT, EscrowStatus, Model, OrderView
 
 ALL_EVENTS = "*"
 EVENT_ID_PREFIX = "evt_"
@@ -73,10 +73,13 @@ def type_for_status(status: EscrowStatus | str | None) -> EventType | None:
 SENT_STATUSES: tuple[str, ...] = tuple(t.status.value for t in EventType)
 
 
-def event_id(order_ref: str, seq: int) -> str:
-    """The event's id, derived from its store entry: the same for every attempt and resend, and
-    for any dispatcher that takes the entry (``webhook-id`` header)."""
-    digest = hashlib.sha256(f"cotpay-escrow/event/{order_ref}/{seq}".encode()).hexdigest()
+def event_id(order_ref: str, seq: int, merchant: str = DEFAULT_MERCHANT) -> str:
+    """The event's id, derived from its store entry (merchant, orderRef, seq): the same for
+    every attempt and resend, and for any dispatcher that takes the entry (``webhook-id``
+    header). The default merchant's ids are what they always were; another merchant's name is
+    part of its ids, so two merchants' orders with the same orderRef never share an id."""
+    name = f"{order_ref}/{seq}" if merchant == DEFAULT_MERCHANT else f"{merchant}/{order_ref}/{seq}"
+    digest = hashlib.sha256(f"cotpay-escrow/event/{name}".encode()).hexdigest()
     return EVENT_ID_PREFIX + digest[:32]
 
 
@@ -109,11 +112,16 @@ class WebhookEvent(Model):
 
 
 def event_body(
-    order_ref: str, seq: int, event_type: EventType, created: datetime, view: OrderView
+    order_ref: str,
+    seq: int,
+    event_type: EventType,
+    created: datetime,
+    view: OrderView,
+    merchant: str = DEFAULT_MERCHANT,
 ) -> str:
     """The JSON text sent (and signed) for an event: compact, UTF-8, keys in a fixed order."""
     body: dict[str, Any] = {
-        "id": event_id(order_ref, seq),
+        "id": event_id(order_ref, seq, merchant),
         "type": event_type.value,
         "created": created.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "data": view.model_dump(mode="json"),

@@ -38,7 +38,6 @@ from store.db import Database
 from store.errors import StoreUnavailable
 from store.schema import (
     order_events,
-    orders,
     webhook_deliveries,
     webhook_endpoints,
     webhook_events,
@@ -248,10 +247,12 @@ async def take_events(
     window: timedelta,
     lookback: timedelta,
     limit: int,
-    view_of: Callable[[str], Awaitable[OrderView | None]],
+    view_of: Callable[[str, str], Awaitable[OrderView | None]],
 ) -> list[tuple[str, datetime]]:
     """Turn new status entries into events and deliveries; returns (event id, recorded at) of
-    the events this call made. Entries recorded before an endpoint existed are not sent to it."""
+    the events this call made. Entries recorded before an endpoint existed are not sent to it;
+    an entry goes only to its order's merchant's endpoints. ``view_of(merchant, orderRef)``:
+    the order view the body carries."""
     endpoints = await list_endpoints(db)
     if not endpoints:
         return []
@@ -261,36 +262,35 @@ async def take_events(
         floor = min(ep.created_at for ep in endpoints) - lookback
         if newest is not None:
             floor = max(floor, newest - lookback)
-        taken = exists().where(E.order_ref == o.order_ref, E.seq == o.seq)
+        taken = exists().where(E.merchant == o.merchant, E.order_ref == o.order_ref, E.seq == o.seq)
         rows = (
             await conn.execute(
-                select(o.order_ref, o.seq, o.time, o.status, o.recorded_at, orders.c.merchant)
-                .join(orders, orders.c.order_ref == o.order_ref)
+                select(o.order_ref, o.seq, o.time, o.status, o.recorded_at, o.merchant)
                 .where(
                     o.kind == "status",
                     o.status.in_(SENT_STATUSES),
                     o.recorded_at >= floor,
-                    orders.c.merchant.in_(sorted({ep.merchant for ep in endpoints})),
+                    o.merchant.in_(sorted({ep.merchant for ep in endpoints})),
                     ~taken,
                 )
-                .order_by(o.recorded_at, o.order_ref, o.seq)
+                .order_by(o.recorded_at, o.merchant, o.order_ref, o.seq)
                 .limit(limit)
             )
         ).all()
     if not rows:
         return []
-    views: dict[str, OrderView | None] = {}
+    views: dict[tuple[str, str], OrderView | None] = {}
     for row in rows:
-        if row.order_ref not in views:
-            views[row.order_ref] = await view_of(row.order_ref)
+        if (row.merchant, row.order_ref) not in views:
+            views[(row.merchant, row.order_ref)] = await view_of(row.merchant, row.order_ref)
     made: list[tuple[str, datetime]] = []
     async with db.begin() as conn:
         for row in rows:
-            view = views[row.order_ref]
+            view = views[(row.merchant, row.order_ref)]
             event_type = EventType(f"order.{row.status.lower()}")
             if view is None:
                 continue
-            the_id = event_id(row.order_ref, row.seq)
+            the_id = event_id(row.order_ref, row.seq, row.merchant)
             inserted = await conn.execute(
                 db.insert(webhook_events)
                 .values(
@@ -301,7 +301,9 @@ async def take_events(
                     type=event_type.value,
                     created=row.time,
                     recorded_at=row.recorded_at,
-                    payload=event_body(row.order_ref, row.seq, event_type, row.time, view),
+                    payload=event_body(
+                        row.order_ref, row.seq, event_type, row.time, view, row.merchant
+                    ),
                 )
                 .on_conflict_do_nothing()
                 .returning(E.id)

@@ -39,6 +39,15 @@ def workflow_id_for(order_ref: str, merchant: str = DEFAULT_MERCHANT) -> str:
     return f"escrow:{merchant}:{order_ref}"
 
 
+def merchant_of_workflow_id(workflow_id: str) -> str:
+    """The merchant of a workflow id made by ``workflow_id_for``."""
+    if workflow_id.startswith("escrow:"):
+        merchant, sep, _ = workflow_id.removeprefix("escrow:").partition(":")
+        if sep and merchant:
+            return merchant
+    return DEFAULT_MERCHANT
+
+
 def workflow_id_prefix(merchant: str = DEFAULT_MERCHANT) -> str:
     """What every workflow id of ``merchant`` starts with (visibility: ``STARTS_WITH``)."""
     return workflow_id_for("", merchant)

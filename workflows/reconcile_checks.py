@@ -33,7 +33,14 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from store.models import FindingKind, MoneyKind, OrderRow
-from workflows.models import TERMINAL_STATUSES, EscrowStatus, Model, OrderView
+from workflows.models import (
+    TERMINAL_STATUSES,
+    EscrowStatus,
+    Model,
+    OrderView,
+    merchant_field,
+    merchant_of_workflow_id,
+)
 
 RECONCILE_WORKFLOW_TYPE = "EscrowReconciliationWorkflow"
 SCHEDULE_ID = "escrow-reconciliation"
@@ -72,6 +79,8 @@ class FindingDraft(Model):
 
     kind: FindingKind
     key: str
+    # The merchant of the order (a key is unique per merchant); left out for ``default``.
+    merchant: str = merchant_field()
     order_ref: str | None = None
     detail: str
     data: dict[str, Any] = Field(default_factory=dict)
@@ -84,9 +93,13 @@ def _draft(
     detail: str,
     *,
     key: str | None = None,
+    of: str | None = None,
     **data: Any,
 ) -> FindingDraft:
+    """``of``: the order's merchant (None: ``default``)."""
+    extra = {"merchant": of} if of is not None else {}
     return FindingDraft(
+        **extra,
         kind=kind,
         key=key if key is not None else (order_ref or ""),
         order_ref=order_ref,
@@ -116,6 +129,7 @@ class OrderFacts(Model):
     store's row. ``updatedAt``: the time of its latest timeline entry."""
 
     order_ref: str
+    merchant: str = merchant_field()
     workflow_id: str
     status: EscrowStatus
     amount: int
@@ -132,6 +146,7 @@ class OrderFacts(Model):
         times = [e.time for e in view.timeline]
         return cls(
             order_ref=view.order_ref,
+            merchant=merchant_of_workflow_id(view.workflow_id),
             workflow_id=view.workflow_id,
             status=view.status,
             amount=view.amount,
@@ -148,6 +163,7 @@ class OrderFacts(Model):
     def from_row(cls, row: OrderRow) -> Self:
         return cls(
             order_ref=row.order_ref,
+            merchant=row.merchant,
             workflow_id=row.workflow_id,
             status=row.status,
             amount=row.amount,
@@ -165,7 +181,7 @@ def compare_open_workflow(
     workflow: OrderFacts, row: OrderRow | None, policy: ReconcilePolicy, now: datetime
 ) -> list[FindingDraft]:
     """A running workflow against the store's row of the same order."""
-    ref = workflow.order_ref
+    ref, of = workflow.order_ref, workflow.merchant
     if row is None:
         if now - workflow.created_at < policy.settle:
             return []  # its first write may still be on its way
@@ -177,6 +193,7 @@ def compare_open_workflow(
                 ref,
                 f"workflow {workflow.workflow_id} runs in {workflow.status.value}, "
                 "the store has no row for the order",
+                of=of,
                 workflowStatus=workflow.status,
                 startedAt=workflow.created_at,
             )
@@ -197,6 +214,7 @@ def compare_open_workflow(
                 FindingKind.STATUS_MISMATCH,
                 ref,
                 f"the store says {row.status.value}, the workflow says {workflow.status.value}",
+                of=of,
                 fields=fields,
                 storeStatus=row.status,
                 workflowStatus=workflow.status,
@@ -212,6 +230,7 @@ def compare_open_workflow(
                 FindingKind.AMOUNT_MISMATCH,
                 ref,
                 f"the store says {row.amount:,} VND, the workflow says {workflow.amount:,} VND",
+                of=of,
                 storeAmount=row.amount,
                 workflowAmount=workflow.amount,
             )
@@ -235,6 +254,7 @@ def compare_unwatched(
         row.order_ref,
         f"the store says {row.status.value}, but workflow {row.workflow_id} {where}: "
         "nothing watches the order",
+        of=row.merchant,
         fields=["status"],
         storeStatus=row.status,
         workflowExecution=execution or "NOT_FOUND",
@@ -274,6 +294,7 @@ def past_deadline(facts: OrderFacts, policy: ReconcilePolicy, now: datetime) -> 
         facts.order_ref,
         f"in {facts.status.value} {_human(overdue)} past its deadline "
         f"({deadline.astimezone(UTC).isoformat()})",
+        of=facts.merchant,
         status=facts.status,
         deadline=deadline,
         overdueSeconds=int(overdue.total_seconds()),
@@ -306,6 +327,7 @@ class OrderMoney(Model):
     """What the store says about one order's money: its row and its money events."""
 
     order_ref: str
+    merchant: str = merchant_field()
     status: EscrowStatus
     amount: int
     cotpay_order_id: int | None = None
@@ -365,6 +387,7 @@ def paid_and_refunded(order: OrderMoney) -> FindingDraft | None:
         FindingKind.PAID_AND_REFUNDED,
         order.order_ref,
         f"the store records both a payout and a refund of {order.amount:,} VND",
+        of=order.merchant,
         status=order.status,
         paidOutAt=order.paid_out_at,
         refundedAt=order.refunded_at,
@@ -387,6 +410,7 @@ def stranded(order: OrderMoney) -> list[FindingDraft]:
                     f"Cotpay reported {status} with {amount:,} VND after the order closed "
                     f"({order.status.value}): nothing watches that money",
                     key=stranded_key(order.order_ref, event.transaction_id, event.time),
+                    of=order.merchant,
                     seq=event.seq,
                     ipnStatus=status,
                     amount=amount,
@@ -410,6 +434,7 @@ def stranded(order: OrderMoney) -> list[FindingDraft]:
                     f"a payout of {order.amount:,} VND got no definite answer "
                     f"({order.status.value}): ask Cotpay whether it was paid",
                     key=f"{order.order_ref}:doubt:{last.seq}",
+                    of=order.merchant,
                     seq=last.seq,
                     status=order.status,
                     time=last.time,
@@ -510,7 +535,7 @@ def compare_ledger(
 def _compare_ledger_order(entry: LedgerOrder, order: OrderMoney, fresh: bool) -> list[FindingDraft]:
     ref = order.order_ref
     found: list[FindingDraft] = []
-    common = {"cotpayOrderId": entry.id_order, "storeStatus": order.status}
+    common: dict[str, Any] = {"cotpayOrderId": entry.id_order, "storeStatus": order.status}
     if len(entry.payouts) > 1 or len(entry.refunds) > 1:
         found.append(
             _draft(
@@ -595,6 +620,7 @@ class FindingRef(Model):
     id: int
     kind: FindingKind
     key: str
+    merchant: str = merchant_field()
     order_ref: str | None = None
     detail: str = ""
     new: bool = False

@@ -28,6 +28,7 @@ from starter.cli.output import command_group, dump, emit, fail, json_flag, table
 from store.api import OrderStore
 from store.errors import FindingNotFound, StoreError
 from store.models import Finding, FindingFilter, FindingKind
+from workflows.models import DEFAULT_MERCHANT
 from workflows.reconcile_checks import (
     RECONCILE_WORKFLOW_TYPE,
     SCHEDULE_ID,
@@ -63,7 +64,10 @@ def render_findings(findings: list[Finding]) -> str:
     headers += ["CLOSED", "BY"] if closed else []
     rows = []
     for f in findings:
-        row = [str(f.id), f.kind.value, f.order_ref or f.key, when(f.opened_at)]
+        ref = f.order_ref or f.key
+        if f.merchant != DEFAULT_MERCHANT:
+            ref = f"{f.merchant}:{ref}"  # another merchant's order (may share the orderRef)
+        row = [str(f.id), f.kind.value, ref, when(f.opened_at)]
         row += [when(f.closed_at), f.closed_by or "-"] if closed else []
         rows.append([*row, _short(f.detail)])
     return table([*headers, "DETAIL"], rows)

@@ -15,14 +15,17 @@ from datetime import UTC, datetime
 
 from store.api import OrderStore
 from store.models import Finding, FindingKind, MoneyKind
-from workflows.models import IpnSignal
+from workflows.models import DEFAULT_MERCHANT, IpnSignal
 from workflows.reconcile_checks import stranded_key
 
 EVENT_KIND = "ipn_after_close"
 
 
-async def record_stranded_ipn(store: OrderStore, order_ref: str, signal: IpnSignal) -> Finding:
-    """Append the money event (when the store has the order) and open its finding."""
+async def record_stranded_ipn(
+    store: OrderStore, order_ref: str, signal: IpnSignal, merchant: str = DEFAULT_MERCHANT
+) -> Finding:
+    """Append the money event (when the store has ``merchant``'s order) and open its finding
+    (the merchant's)."""
     body = signal.body
     # Cotpay's own time when it has an offset (a retried IPN then matches its first delivery),
     # else our receipt.
@@ -42,6 +45,7 @@ async def record_stranded_ipn(store: OrderStore, order_ref: str, signal: IpnSign
     }
     event = await store.append_event(
         order_ref,
+        merchant=merchant,
         time=time,
         kind=EVENT_KIND,
         detail=detail,
@@ -53,6 +57,7 @@ async def record_stranded_ipn(store: OrderStore, order_ref: str, signal: IpnSign
     )
     return await store.open_finding(
         FindingKind.IPN_AFTER_CLOSE,
+        merchant=merchant,
         order_ref=order_ref,
         key=stranded_key(order_ref, body.transactionId, time),
         detail=detail,

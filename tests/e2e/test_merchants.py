@@ -27,6 +27,7 @@ from sandbox.testing import RunningSandbox, running_sandbox
 from starter.gateway.server import running_gateway
 from store.access import AccessStore, Actor
 from store.api import OrderStore
+from tests.webhooks.receiver import Receiver
 from workflows.models import EscrowStatus, workflow_id_for
 
 from .driver import IPN_SECRET, escrow_settings, new_order_ref, new_user_id, worker_running
@@ -143,6 +144,24 @@ async def two(
 
 
 async def test_each_merchants_orders_go_to_its_own_cotpay_account(two: TwoMerchants) -> None:
+    """Both merchants use the SAME orderRef: two orders, in two Cotpay accounts, two store rows
+    and event logs, each merchant's webhooks only about its own order."""
+    async with Receiver() as hooks_a, Receiver() as hooks_b:
+        await _same_ref_end_to_end(two, hooks_a, hooks_b)
+
+
+async def _endpoint(two: TwoMerchants, key: str, receiver: Receiver) -> str:
+    r = await two.gateway.post(
+        "/v1/webhook-endpoints", json={"url": receiver.url}, headers=two.headers(key)
+    )
+    assert r.status_code == 201, r.text
+    secret: str = r.json()["secret"]
+    return secret
+
+
+async def _same_ref_end_to_end(two: TwoMerchants, hooks_a: Receiver, hooks_b: Receiver) -> None:
+    secret_a = await _endpoint(two, KEY_A, hooks_a)
+    secret_b = await _endpoint(two, KEY_B, hooks_b)
     ref = new_order_ref("same-ref")  # both merchants use the same orderRef
     a = await two.start(KEY_A, two.sandbox_a, ref)
     b = await two.start(KEY_B, two.sandbox_b, ref, amount=99_000)
@@ -171,6 +190,63 @@ async def test_each_merchants_orders_go_to_its_own_cotpay_account(two: TwoMercha
     assert ledger_b is not None and len(ledger_b["payouts"]) == 1
     assert ledger_a is not None and len(ledger_a["payouts"]) == 1
     assert ledger_b["amount"] == 99_000 and ledger_a["amount"] == 150_000
+
+    # The order store: two rows and two event logs under the same orderRef.
+    store = OrderStore.open()
+    try:
+        row_a, row_b = await store.get_row(ref), await store.get_row(ref, two.merchant_b)
+        assert row_a is not None and row_b is not None
+        assert (row_a.merchant, row_a.workflow_id, row_a.amount) == (
+            "default",
+            a["workflowId"],
+            150_000,
+        )
+        assert (row_b.merchant, row_b.workflow_id, row_b.amount) == (
+            two.merchant_b,
+            b["workflowId"],
+            99_000,
+        )
+    finally:
+        await store.close()
+    # Each merchant's reads and events come from the store and are its own order's.
+    for key, view, amount in ((KEY_A, a, 150_000), (KEY_B, b, 99_000)):
+        seen = await two.view(key, ref)
+        assert seen.headers["x-escrow-source"] == "store", seen.json()
+        assert (seen.json()["workflowId"], seen.json()["amount"]) == (view["workflowId"], amount)
+        events = await two.gateway.get(f"/v1/orders/{ref}/events", headers=two.headers(key))
+        assert events.status_code == 200 and events.json()["source"] == "store"
+        logged = events.json()["events"]
+        assert [e["seq"] for e in logged] == list(range(1, len(logged) + 1))
+        held = [e for e in logged if e.get("money") == "held"]
+        assert len(held) == 1 and held[0]["amount"] == amount, logged
+        assert [e for e in logged if e.get("money") == "paid_out"], logged
+        listed = await two.gateway.get("/v1/orders", headers=two.headers(key))
+        mine = [o for o in listed.json()["orders"] if o["orderRef"] == ref]
+        assert [o["amount"] for o in mine] == [amount]
+
+    # Webhooks: each merchant's endpoint gets its own order's status changes only, signed with
+    # its own secret, up to PAID_OUT; the two merchants' event ids differ.
+    def paid_out(receiver: Receiver) -> bool:
+        return any(
+            r.event["type"] == "order.paid_out" and r.event["data"]["orderRef"] == ref
+            for r in receiver.acknowledged()
+        )
+
+    await hooks_a.wait_for(paid_out, within=60)
+    await hooks_b.wait_for(paid_out, within=60)
+    ids: dict[str, set[str]] = {}
+    for receiver, secret, view, amount in (
+        (hooks_a, secret_a, a, 150_000),
+        (hooks_b, secret_b, b, 99_000),
+    ):
+        about_ref = [r for r in receiver.acknowledged() if r.event["data"]["orderRef"] == ref]
+        assert about_ref and all(r.signed_by(secret) for r in about_ref)
+        assert {r.event["data"]["workflowId"] for r in about_ref} == {view["workflowId"]}
+        assert {r.event["data"]["amount"] for r in about_ref} == {amount}
+        types = [r.event["type"] for r in about_ref]
+        assert "order.held" in types and types[-1] == "order.paid_out", types
+        ids[view["workflowId"]] = {r.event_id for r in about_ref}
+    assert not ids[a["workflowId"]] & ids[b["workflowId"]]
 
 
 async def test_a_key_never_sees_another_merchants_order(two: TwoMerchants) -> None:

@@ -22,7 +22,7 @@ from starter.gateway.app import create_app
 from store.access import AccessStore
 from store.access_models import AuditFilter
 from store.api import OrderStore
-from tests.gateway.conftest import Backend, new_ref
+from tests.gateway.conftest import Backend, new_ref, order_body
 from tests.store.factories import event, write
 from workflows.models import EscrowStatus
 
@@ -117,6 +117,57 @@ async def test_reads_see_only_the_callers_merchant(app: FastAPI, store: OrderSto
         report = (await acme.get("/v1/reports/money")).json()
         total = sum(line["amount"] for line in report["states"])
         assert total == 222_000, report
+
+
+async def test_the_same_order_ref_of_two_merchants(app: FastAPI, store: OrderStore) -> None:
+    """Both merchants have orderRef ``ref`` in the store: each reads, lists, exports and
+    counts its own order only; ``order_ref_used`` (409) is about the caller's merchant only:
+    acme's old order does not stop the default merchant from using the ref, nor leak it."""
+    created = datetime.now(UTC) - timedelta(hours=1)
+    ref = new_ref("same")
+    await store.record(
+        write(
+            ref,
+            EscrowStatus.PAID_OUT,
+            [event(1, created), event(2, created, status=EscrowStatus.PAID_OUT)],
+            created_at=created,
+            merchant="acme",
+            amount=222_000,
+        )
+    )
+    async with as_(app, "default shop") as default, as_(app, "acme shop") as acme:
+        # acme's workflow is long gone (Temporal does not know it): acme may not reuse the ref.
+        again = await acme.post("/v1/orders", json=order_body(ref))
+        assert again.status_code == 409, again.text
+        assert again.json()["error"] == "order_ref_used"
+        # The default merchant never used it: its start goes ahead.
+        started = await default.post("/v1/orders", json=order_body(ref, amount=111_000))
+        assert started.status_code == 201, started.text
+        await store.record(
+            write(
+                ref,
+                EscrowStatus.AWAITING_PAYMENT,
+                [event(1, created + timedelta(minutes=1))],
+                created_at=created,
+                amount=111_000,
+            )
+        )
+        mine = await default.get(f"/v1/orders/{ref}")
+        theirs = await acme.get(f"/v1/orders/{ref}")
+        assert (mine.json()["amount"], mine.json()["status"]) == (111_000, "AWAITING_PAYMENT")
+        assert (theirs.json()["amount"], theirs.json()["status"]) == (222_000, "PAID_OUT")
+        assert theirs.headers["x-escrow-source"] == "store"
+        assert len((await default.get(f"/v1/orders/{ref}/events")).json()["events"]) == 1
+        assert len((await acme.get(f"/v1/orders/{ref}/events")).json()["events"]) == 2
+        for client, amount in ((default, 111_000), (acme, 222_000)):
+            listed = (await client.get("/v1/orders")).json()["orders"]
+            assert [(o["orderRef"], o["amount"]) for o in listed] == [(ref, amount)]
+            start, end = (created - timedelta(days=1)).date(), (created + timedelta(days=1)).date()
+            export = await client.get(f"/v1/exports/orders.csv?from={start}&to={end}")
+            rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
+            assert [(r["orderRef"], r["amount"]) for r in rows] == [(ref, str(amount))]
+        report = (await acme.get("/v1/reports/money")).json()
+        assert {line["state"]: line["amount"] for line in report["states"]}["paid_out"] == 222_000
 
 
 async def test_webhook_endpoints_are_the_merchants_and_audited(

@@ -135,3 +135,35 @@ def full_view(ref: str, start: datetime = T0) -> OrderView:
         waiting_for="Waiting for an operator since 11:00",
         timeline=timeline,
     )
+
+
+async def record_before_0005(url: object, write: OrderWrite) -> None:
+    """``write`` as the code before revision 0005 stored it: ``order_events`` had no merchant
+    column (for tests that upgrade a database holding orders)."""
+    from datetime import UTC as _UTC
+
+    from sqlalchemy import Column, MetaData, Table
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from store.orders import event_values, order_values
+    from store.schema import order_events, orders
+
+    old = MetaData()
+    old_orders = Table("orders", old, *(Column(c.name, c.type) for c in orders.c))
+    old_events = Table(
+        "order_events",
+        old,
+        *(Column(c.name, c.type) for c in order_events.c if c.name != "merchant"),
+    )
+    now = datetime.now(_UTC)
+    rows = [event_values(write.order_ref, e, now) for e in write.events]
+    for row in rows:
+        row.pop("merchant")
+    engine = create_async_engine(url)  # type: ignore[arg-type]
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(old_orders.insert().values(order_values(write)))
+            if rows:
+                await conn.execute(old_events.insert().values(rows))
+    finally:
+        await engine.dispose()

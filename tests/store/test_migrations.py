@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Column, Connection, MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from store import migrate
@@ -19,9 +20,10 @@ from store.errors import SchemaBehind
 from store.models import FindingKind, OrderWrite
 from store.schema import metadata
 from tests.store.conftest import Databases
-from tests.store.factories import T0, full_view
+from tests.store.factories import T0, full_view, record_before_0005
+from webhooks import repo
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -70,9 +72,7 @@ async def test_upgrade_from_previous_revision_keeps_data(databases: Databases) -
     assert await migrate.upgrade(url, "0001") == "0001"
     assert await _tables(url) >= {"orders", "order_events"}
     assert "findings" not in await _tables(url)
-    async with OrderStore.open(url) as old:
-        result = await old.record(OrderWrite.from_view(full_view("up-1"), created_at=T0))
-        assert result.events_inserted == 6
+    await record_before_0005(url, OrderWrite.from_view(full_view("up-1"), created_at=T0))
 
     assert await migrate.upgrade(url) == HEAD
     assert await _schema_diff(url) == []
@@ -93,8 +93,7 @@ async def test_upgrade_from_0003_adds_access_tables_and_keeps_orders(databases: 
     url = await databases.new()
     assert await migrate.upgrade(url, "0003") == "0003"
     assert "api_keys" not in await _tables(url)
-    async with OrderStore.open(url) as old:
-        await old.record(OrderWrite.from_view(full_view("up-2"), created_at=T0))
+    await record_before_0005(url, OrderWrite.from_view(full_view("up-2"), created_at=T0))
     assert await migrate.upgrade(url) == HEAD
     assert await _schema_diff(url) == []
     async with OrderStore.open(url) as new:
@@ -106,6 +105,7 @@ async def test_upgrade_from_0003_adds_access_tables_and_keeps_orders(databases: 
         assert await access.authenticate(created.key) is not None
     assert await migrate.downgrade(url, "0003") == "0003"
     assert "api_keys" not in await _tables(url)
+    assert await migrate.current(url) == "0003"
     assert {"orders", "webhook_endpoints"} <= await _tables(url)
 
 
@@ -196,5 +196,126 @@ async def test_ensure_schema(databases: Databases) -> None:
             assert await fresh.ensure_schema() == HEAD
         await fresh.ping()
     assert migrate.is_behind(None) and migrate.is_behind("0001")
-    assert migrate.is_behind("0002") and migrate.is_behind("0003")
+    assert migrate.is_behind("0002") and migrate.is_behind("0003") and migrate.is_behind("0004")
     assert not migrate.is_behind(HEAD) and not migrate.is_behind("9999_from_a_later_release")
+
+
+async def _insert(url: object, table: Table, rows: list[dict[str, Any]]) -> None:
+    engine = create_async_engine(url)  # type: ignore[arg-type]
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(table.insert().values(rows))
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_from_0004_keys_orders_by_merchant_and_keeps_data(
+    databases: Databases,
+) -> None:
+    """0004 -> 0005 with orders, events, a webhook event and delivery and an open finding:
+    everything stays, as merchant ``default``'s; then another merchant may use the same
+    orderRef (order, events, webhook event and finding of its own)."""
+    from store.schema import findings, webhook_deliveries, webhook_endpoints, webhook_events
+    from webhooks.events import event_id
+
+    url = await databases.new()
+    assert await migrate.upgrade(url, "0004") == "0004"
+    await record_before_0005(url, OrderWrite.from_view(full_view("up-5"), created_at=T0))
+    endpoint = "we_up5"
+    await _insert(
+        url,
+        webhook_endpoints,
+        [
+            {
+                "id": endpoint,
+                "merchant": "default",
+                "url": "http://127.0.0.1:9/hooks",
+                "event_types": ["*"],
+                "enabled": True,
+                "secret": "not-used",
+                "created_at": T0,
+                "updated_at": T0,
+            }
+        ],
+    )
+    the_id = event_id("up-5", 3)
+    await _insert(
+        url,
+        webhook_events,
+        [
+            {
+                "id": the_id,
+                "order_ref": "up-5",
+                "seq": 3,
+                "merchant": "default",
+                "type": "order.awaiting_payment",
+                "created": T0,
+                "recorded_at": T0,
+                "payload": "{}",
+            }
+        ],
+    )
+    await _insert(
+        url,
+        webhook_deliveries,
+        [
+            {
+                "endpoint_id": endpoint,
+                "event_id": the_id,
+                "order_ref": "up-5",
+                "seq": 3,
+                "status": "delivered",
+                "attempts": 1,
+                "next_attempt_at": T0,
+                "expires_at": T0,
+                "created_at": T0,
+            }
+        ],
+    )
+    old_findings = Table(
+        "findings",
+        MetaData(),
+        *(Column(c.name, c.type) for c in findings.c if c.name != "merchant"),
+    )
+    await _insert(
+        url,
+        old_findings,
+        [{"kind": "past_deadline", "key": "up-5", "order_ref": "up-5", "opened_at": T0}],
+    )
+
+    assert await migrate.current(url) == "0004"
+    assert await migrate.upgrade(url) == HEAD == "0005"
+    assert await _schema_diff(url) == []
+    async with OrderStore.open(url) as new:
+        # The old rows are merchant default's, unchanged.
+        assert await new.get_order("up-5") == full_view("up-5")
+        row = await new.get_row("up-5")
+        assert row is not None and row.merchant == "default"
+        old_events = await new.events("up-5")
+        assert old_events is not None and [e.seq for e in old_events] == [1, 2, 3, 4, 5, 6]
+        (finding,) = await new.list_findings()
+        assert (finding.merchant, finding.key, finding.closed_at) == ("default", "up-5", None)
+        assert (await new.open_finding(FindingKind.PAST_DEADLINE, order_ref="up-5")).id == (
+            finding.id
+        )
+        deliveries, _ = await repo.list_deliveries(new.db, endpoint)
+        assert [(d.event_id, d.seq, d.status.value) for d in deliveries] == [
+            (the_id, 3, "delivered")
+        ]
+        # A write of the default merchant repeated after the upgrade adds nothing.
+        again = await new.record(OrderWrite.from_view(full_view("up-5"), created_at=T0))
+        assert again.events_inserted == 0
+        # Another merchant's order with the same orderRef is its own.
+        other = OrderWrite.from_view(full_view("up-5"), created_at=T0, merchant="shop-b")
+        assert (await new.record(other)).events_inserted == 6
+        assert await new.get_row("up-5", "shop-b") is not None
+        assert await new.get_order("up-5") == full_view("up-5")
+        theirs = await new.open_finding(
+            FindingKind.PAST_DEADLINE, merchant="shop-b", order_ref="up-5"
+        )
+        assert theirs.id != finding.id and theirs.merchant == "shop-b"
+        page = await new.list_orders()
+        assert sorted((o.merchant, o.order_ref) for o in page.orders) == [
+            ("default", "up-5"),
+            ("shop-b", "up-5"),
+        ]

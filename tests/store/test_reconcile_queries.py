@@ -15,6 +15,10 @@ S = EscrowStatus
 M = MoneyKind
 
 
+def D(ref: str) -> tuple[str, str]:  # an order of the default merchant
+    return ("default", ref)
+
+
 async def seed(store: OrderStore) -> None:
     t = T0
     await store.record(
@@ -80,15 +84,15 @@ async def seed(store: OrderStore) -> None:
 async def test_candidates_of_each_check(store: OrderStore) -> None:
     await seed(store)
     db = store.db
-    assert await q.paid_and_refunded_refs(db) == ["both", "row-says-paid"]
-    assert await q.stranded_refs(db) == ["doubt", "expired"]
-    assert await q.settled_refs(db, T0) == ["both", "clean-paid", "row-says-paid"]
-    assert await q.settled_refs(db, T0 + timedelta(hours=3)) == ["clean-paid"]
+    assert await q.paid_and_refunded_refs(db) == [D("both"), D("row-says-paid")]
+    assert await q.stranded_refs(db) == [D("doubt"), D("expired")]
+    assert await q.settled_refs(db, T0) == [D("both"), D("clean-paid"), D("row-says-paid")]
+    assert await q.settled_refs(db, T0 + timedelta(hours=3)) == [D("clean-paid")]
 
 
 async def test_money_of_by_ref_and_by_cotpay_id(store: OrderStore) -> None:
     await seed(store)
-    by_ref = await q.money_of(store.db, refs=["expired", "both", "nope"])
+    by_ref = await q.money_of(store.db, refs=[D("expired"), D("both"), D("nope")])
     assert [o.order_ref for o in by_ref] == ["both", "expired"]
     both, expired = by_ref
     assert [e.money for e in both.events] == [M.HELD, M.PAID_OUT, M.REFUNDED]

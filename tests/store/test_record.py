@@ -1,5 +1,6 @@
-"""Writes are idempotent on (orderRef, seq) and the order row only moves forward; reads give
-back the order view with its timeline."""
+"""Writes are idempotent on (merchant, orderRef, seq) and the order row only moves forward;
+reads give back the order view with its timeline; two merchants' orders with the same orderRef
+are two orders."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from store.api import OrderStore
 from store.errors import StoreUnavailable
-from store.models import MoneyKind, OrderRow, OrderWrite, StoreEvent
+from store.models import MoneyKind, OrderFilters, OrderRow, OrderWrite, StoreEvent
 from tests.store.factories import T0, event, full_view, write
 from workflows.models import EscrowStatus, OrderView, TimelineEvent
 
@@ -136,9 +137,85 @@ async def test_merchant_scoping(store: OrderStore) -> None:
     assert await store.get_order("m-1", merchant="shop-a") is not None
     assert await store.get_order("m-1", merchant="shop-b") is None
     assert await store.events("m-1", merchant="shop-b") is None
-    assert await store.get_order("m-1") is not None
+    # Without a merchant: the default merchant's, which has no order m-1.
+    assert await store.get_order("m-1") is None
+    assert await store.get_row("m-1") is None
     assert await store.get_order("nope") is None
     assert await store.events("nope") is None
+
+
+async def test_two_merchants_with_the_same_order_ref_are_two_orders(store: OrderStore) -> None:
+    """Merchant default and shop-b both write orderRef "same-1": two rows, two event logs,
+    each write idempotent on (merchant, orderRef, seq), neither touching the other."""
+    a_events = [event(1, T0), event(2, T0 + timedelta(minutes=1), "status", S.HELD)]
+    b_events = [
+        event(1, T0 + timedelta(seconds=5), detail="b created"),
+        event(2, T0 + timedelta(minutes=2), "status", S.CANCELLED, detail="b cancelled"),
+        event(3, T0 + timedelta(minutes=3), "note", None, detail="b only"),
+    ]
+    a = write("same-1", S.HELD, a_events, amount=150_000, seller="0901000001")
+    b = write(
+        "same-1", S.CANCELLED, b_events, merchant="shop-b", amount=99_000, seller="0903000003"
+    )
+    assert (await store.record(a)).events_inserted == 2
+    assert (await store.record(b)).events_inserted == 3
+    # Repeating either write adds nothing, and changes nothing of the other.
+    assert (await store.record(b)).events_inserted == 0
+    assert (await store.record(a)).events_inserted == 0
+
+    row_a, row_b = await store.get_row("same-1"), await store.get_row("same-1", "shop-b")
+    assert row_a is not None and row_b is not None
+    assert (row_a.merchant, row_a.status, row_a.amount, row_a.seller_id, row_a.last_seq) == (
+        "default",
+        S.HELD,
+        150_000,
+        "0901000001",
+        2,
+    )
+    assert (row_b.merchant, row_b.status, row_b.amount, row_b.seller_id, row_b.last_seq) == (
+        "shop-b",
+        S.CANCELLED,
+        99_000,
+        "0903000003",
+        3,
+    )
+    got_a = await store.events("same-1")
+    got_b = await store.events("same-1", "shop-b")
+    assert got_a == a_events and got_b == b_events
+    view_a = await store.get_order("same-1")
+    view_b = await store.get_order("same-1", merchant="shop-b")
+    assert view_a is not None and view_b is not None
+    assert [e.detail for e in view_b.timeline] == ["b created", "b cancelled", "b only"]
+    assert len(view_a.timeline) == 2 and view_a.status is S.HELD
+
+    # An append after close goes to the named merchant's order only.
+    late = await store.append_event(
+        "same-1",
+        merchant="shop-b",
+        time=T0 + timedelta(days=1),
+        kind="ipn_after_close",
+        money=MoneyKind.IPN_AFTER_CLOSE,
+        transaction_id="TX-B",
+        amount=99_000,
+    )
+    assert late is not None and late.seq == 4
+    assert [e.seq for e in await store.events("same-1") or []] == [1, 2]
+    assert [e.seq for e in await store.events("same-1", "shop-b") or []] == [1, 2, 3, 4]
+
+    # Listing: both orders, each once, filtered per merchant; pages of one never skip or
+    # repeat the other even with the same creation time and orderRef.
+    page = await store.list_orders()
+    assert sorted((o.merchant, o.order_ref) for o in page.orders) == [
+        ("default", "same-1"),
+        ("shop-b", "same-1"),
+    ]
+    first = await store.list_orders(limit=1)
+    assert first.next_cursor is not None
+    second = await store.list_orders(limit=1, cursor=first.next_cursor)
+    assert {first.orders[0].merchant, second.orders[0].merchant} == {"default", "shop-b"}
+    assert second.next_cursor is None
+    only_b = await store.list_orders(OrderFilters(merchant="shop-b"))
+    assert [(o.merchant, o.amount) for o in only_b.orders] == [("shop-b", 99_000)]
 
 
 async def test_append_event_after_close(store: OrderStore) -> None:

@@ -11,7 +11,7 @@ from store import migrate
 from store.api import OrderStore
 from store.models import StoreEvent
 from tests.store.conftest import Databases
-from tests.store.factories import write
+from tests.store.factories import record_before_0005, write
 from webhooks import repo
 from webhooks.events import event_id
 from webhooks.models import DeliveryStatus, EndpointCreate
@@ -39,7 +39,7 @@ async def _take(store: OrderStore, now: datetime) -> list[tuple[str, datetime]]:
         window=WINDOW,
         lookback=timedelta(seconds=60),
         limit=500,
-        view_of=store.get_order,
+        view_of=lambda merchant, ref: store.get_order(ref, merchant),
     )
 
 
@@ -129,8 +129,9 @@ async def test_upgrade_from_0002_keeps_orders_and_sends_their_next_changes(
 ) -> None:
     url = await databases.new()
     assert await migrate.upgrade(url, "0002") == "0002"
-    async with OrderStore.open(url) as old:
-        await _seed(old, "up-hook", S.AWAITING_PAYMENT)
+    now = datetime.now(UTC)
+    first = StoreEvent(seq=1, time=now, kind="status", status=S.AWAITING_PAYMENT)
+    await record_before_0005(url, write("up-hook", S.AWAITING_PAYMENT, [first], created_at=now))
     assert await migrate.upgrade(url) == migrate.head_revision()
     async with OrderStore.open(url) as new:
         assert (await new.get_order("up-hook")) is not None

@@ -131,7 +131,7 @@ async def _signal(
                 action="reconcile with Cotpay: request a return or pay out by hand",
             )
             if store is not None:
-                await _keep_stranded(store, order_ref, signal)
+                await _keep_stranded(store, order_ref, signal, merchant)
         else:
             log.warning("ipn.after_close", **fields, transaction_id=body.transactionId)
         return JSONResponse(IpnAck(recorded=True).model_dump(mode="json"))
@@ -143,10 +143,13 @@ async def _signal(
     return JSONResponse(IpnAck().model_dump(mode="json"))
 
 
-async def _keep_stranded(store: OrderStore, order_ref: str, signal: IpnSignal) -> None:
-    """The money event and the open finding; 503 while the store is down (Cotpay retries)."""
+async def _keep_stranded(
+    store: OrderStore, order_ref: str, signal: IpnSignal, merchant: str
+) -> None:
+    """The money event and the open finding, on ``merchant``'s order; 503 while the store is
+    down (Cotpay retries)."""
     try:
-        finding = await record_stranded_ipn(store, order_ref, signal)
+        finding = await record_stranded_ipn(store, order_ref, signal, merchant)
     except StoreUnavailable as exc:
         record_ipn_rejected("store_unavailable")
         log.error("ipn.after_close.store_unavailable", error=str(exc)[:200])
