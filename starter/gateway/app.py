@@ -131,7 +131,6 @@ def create_app(
     access = access if access is not None else AccessStore(order_store.db)
     keys = KeyResolver(env_keys, access, cache_seconds=escrow.key_cache_seconds)
 
-    order_store = store if store is not None else OrderStore.open(settings=StoreSettings())
     app = FastAPI(
         title="cotpay-escrow gateway",
         version="1",

@@ -52,7 +52,7 @@ def orders() -> EscrowClient:
 
 
 async def test_start_is_unavailable(orders: EscrowClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def never_started(order_ref: str) -> None:
+    async def never_started(order_ref: str, merchant: str) -> None:
         return None
 
     monkeypatch.setattr(orders, "_started", never_started)

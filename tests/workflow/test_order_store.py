@@ -23,6 +23,7 @@ from store.models import MoneyKind, OrderWrite, StoreEvent, WriteResult
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker
 from workflows.escrow import (
+    COALESCE_SEARCH,
     IPN_CHECK_PATCH,
     ORDER_STORE_PATCH,
     STORE_SYNC_WAIT,
@@ -196,16 +197,17 @@ async def test_a_store_outage_delays_only_the_store(
 
 
 async def test_the_patches_are_in_the_history(session: Session) -> None:
-    """New orders write the store (``order-store``); ``ipn-amount-check`` is asked only when an
-    IPN disagrees with the order (docs/store.md, docs/workflow.md)."""
+    """New orders write the store (``order-store``) and coalesce their search-attribute upserts
+    (``coalesce-search-attributes``); ``ipn-amount-check`` is asked only when an IPN disagrees
+    with the order (docs/store.md, docs/workflow.md)."""
     order = await start(session)
     await order.until(S.AWAITING_PAYMENT)
     await order.ipn("HOLDING", IpnStep.VERIFY, amount=order.inp.amount + 1)
     await order.until(S.NEEDS_ATTENTION)
-    assert await patches(order) == [ORDER_STORE_PATCH, IPN_CHECK_PATCH]
+    assert await patches(order) == [ORDER_STORE_PATCH, COALESCE_SEARCH, IPN_CHECK_PATCH]
     plain = await start(session)
     await plain.hold()
-    assert await patches(plain) == [ORDER_STORE_PATCH]
+    assert await patches(plain) == [ORDER_STORE_PATCH, COALESCE_SEARCH]
 
 
 async def patches(order: Order) -> list[str]:
