@@ -473,6 +473,20 @@ _EVENTS: dict[str, tuple[Entry, ...]] = {
             " cho một lần gửi trước, và yêu cầu có thể lại đang mở ở Cotpay",
         ),
     ),
+    "ipn_early": (
+        _e(
+            "event.ipn_early_payout",
+            "{step} {ipn_status} IPN before any payout call: not taken as a payout's outcome",
+            "IPN {ipn_status} ({step}) đến trước mọi lần gọi chi trả: không được coi là kết quả"
+            " của một lần chi trả",
+        ),
+        _e(
+            "event.ipn_early_return",
+            "{step} {ipn_status} IPN before any return request: not taken as a return's outcome",
+            "IPN {ipn_status} ({step}) đến trước mọi yêu cầu hoàn hàng: không được coi là kết quả"
+            " của một yêu cầu hoàn hàng",
+        ),
+    ),
     "ipn_stale": (
         _e(
             "event.ipn_stale",

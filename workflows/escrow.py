@@ -34,6 +34,9 @@ only when they change what happens.
 IPN checks (docs/workflow.md, IPNs): from the patch ``ipn-amount-check`` on, a HOLDING or
 REFUNDED IPN whose amount or idOrder differs from the order's never moves it to HELD or
 REFUNDED (``state_machine.ipn_mismatch``). The patch is asked only when such an IPN arrives.
+Early outcomes (patch ``early-outcome-ipn``; findings F2, F3): a PAID_OUT recorded before any
+payout call, or a REFUNDED before any return request, is recorded as ``ipn_early`` and never
+counts as the outcome of a later call; asked only when such an IPN arrives.
 
 Versioning: any change to the commands this code issues goes behind ``workflow.patched`` and the
 replay test over ``tests/replay/histories`` must stay green (docs/workflow.md).
@@ -101,6 +104,7 @@ ORDER_STORE_PATCH = "order-store"
 IPN_CHECK_PATCH = "ipn-amount-check"
 MONEY_GUARD_PATCH = "money-moved-guard"
 RETURN_REJECTION_PATCH = "return-rejection-in-flight"
+EARLY_OUTCOME_PATCH = "early-outcome-ipn"
 # How long an update waits for the order store to show its effect (read-your-writes); an update
 # answers after this even while the store is down.
 STORE_SYNC_WAIT = timedelta(seconds=3)
@@ -125,6 +129,7 @@ class EscrowOrderWorkflow:
             ipn_checks=self._ipn_checks,
             money_guard=self._money_guard,
             return_guard=self._return_guard,
+            early_guard=self._early_guard,
         )
         # Orders started before the patch (they replay without its marker) never write the
         # store; every order started after it writes from its first event.
@@ -214,6 +219,10 @@ class EscrowOrderWorkflow:
     @staticmethod
     def _return_guard() -> bool:
         return workflow.patched(RETURN_REJECTION_PATCH)
+
+    @staticmethod
+    def _early_guard() -> bool:
+        return workflow.patched(EARLY_OUTCOME_PATCH)
 
     # --- side effects ----------------------------------------------------------------------
 

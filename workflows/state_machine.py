@@ -36,6 +36,15 @@ a late payment, or for the return's outcome) sends the order to NEEDS_ATTENTION 
 says whether the checks apply (the workflow's patch: orders that replay an older history keep
 the older behaviour).
 
+Early outcomes (``ipn_early``, patch ``early-outcome-ipn``): a PAID_OUT recorded before any
+payout call, or a REFUNDED before any return request, answers no call of ours: Cotpay does not
+send it, a forged-yet-signed, replayed or misrouted one could. It is recorded with its evidence
+and changes nothing: it never becomes the outcome of a later call of its kind (which keeps
+Cotpay's own answer), nor money moved (``money_held`` stays as it was). A PAYOUT_FAILED or
+RETURN_REJECTED before any call needs no such rule: each call clears the failure outcome of its
+kind (``payout_call``, ``return_call``). ``early_guard`` says whether the rule applies (the
+workflow's patch, asked only when such an IPN arrives).
+
 ``payout_live`` / ``return_live``: a payment / return-request call was made and Cotpay may have
 acted on it (it answered 10100, or gave no definite answer); cleared by a definite refusal. A
 payout is *in doubt* while live without a PAYOUT_FAILED; a return is *pending* while live without
@@ -102,6 +111,13 @@ RETURN_WAIT_LINE = "Waiting for the seller to decide the return"
 ATTENTION_LINE = "Needs an operator: {reason}"
 FINISHED_LINE = "Finished: {status}{note}"
 IPN_CHECK_STEP = "ipn_check"
+# An outcome IPN before any call of its kind (patch ``early-outcome-ipn``), by the call's step.
+EARLY_PAYOUT = "payment"
+EARLY_RETURN = "return"
+EARLY_LINES = {
+    EARLY_PAYOUT: "{step} {status} IPN before any payout call: not taken as a payout's outcome",
+    EARLY_RETURN: "{step} {status} IPN before any return request: not taken as a return's outcome",
+}
 CHECKED_IPNS = frozenset({IpnStatus.HOLDING.value, IpnStatus.REFUNDED.value})
 
 ShopMessage = DeliveryConfirmation | DisputeRequest | CancelRequest | OperatorAction
@@ -252,6 +268,9 @@ class OrderRecord:
     # only when the answer changes what happens.
     money_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
     return_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    # Whether a PAID_OUT / REFUNDED recorded before any call of its kind is kept apart as
+    # ``ipn_early`` (patch ``early-outcome-ipn``); asked only when such an IPN arrives.
+    early_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
 
     # --- facts -------------------------------------------------------------------------------
 
@@ -998,6 +1017,10 @@ class OrderRecord:
         if self._stale(status, body.time):
             self.event(now, "ipn_stale", f"{sig.step.value} {body.status} (earlier call)", data)
             return True
+        early = self._early(status)
+        if early is not None and self.early_guard():
+            self._record_early(now, sig, data, early)
+            return True
         self.event(now, "ipn", f"{sig.step.value} {body.status}", data)
         if status is IpnStatus.HOLDING:
             if self.holding_at is None:
@@ -1022,6 +1045,26 @@ class OrderRecord:
         refund_open = not self.refunded and self.return_outcome != IpnStatus.REFUNDED
         if not holding and refund_open and self.refund_problem is None:
             self.refund_problem = problem
+
+    def _early(self, status: IpnStatus) -> str | None:
+        """The call whose outcome ``status`` would be, when none of that kind was issued yet: a
+        PAID_OUT before any payout call, a REFUNDED before any return request."""
+        if status is IpnStatus.PAID_OUT and self.payout_called_at is None:
+            return EARLY_PAYOUT
+        if status is IpnStatus.REFUNDED and self.return_called_at is None:
+            return EARLY_RETURN
+        return None
+
+    def _record_early(
+        self, now: datetime, sig: IpnSignal, data: dict[str, Any], call: str
+    ) -> None:
+        """Patch ``early-outcome-ipn``: an outcome IPN that no call of ours can have caused (a
+        forged-yet-signed, replayed or misrouted one; Cotpay does not send it) is recorded with
+        its evidence and counts as nothing: not as the outcome of a later call, not as money
+        moved. The money calls that follow get Cotpay's own answer (findings F2, F3,
+        docs/reliability.md)."""
+        what = EARLY_LINES[call].format(step=sig.step.value, status=sig.body.status)
+        self.event(now, "ipn_early", what, data | {"check": "before_call", "call": call})
 
     def _untrusted_ipn(self, now: datetime, problem: dict[str, Any]) -> None:
         """The step an IPN would have moved stops at an operator, with both values as evidence."""

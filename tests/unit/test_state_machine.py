@@ -361,27 +361,29 @@ IPN_STATUSES = (
     "RETURN_REJECTED",
 )
 IGN = ("ignored",) * 6
-NOTHING = ("wait",) * 6
+# ``early``: recorded as ``ipn_early`` (a PAID_OUT / REFUNDED before any call of its kind, patch
+# ``early-outcome-ipn``), and the step keeps waiting.
+NOTHING = ("wait", "wait", "early", "wait", "early", "wait")
 IPN_TABLE: dict[str, tuple[str, ...]] = {
-    # state:                              HOLDING             PAYMENT_FAILED  PAID_OUT         PAYOUT_FAILED      REFUNDED         RETURN_REJECTED
+    # state:                              HOLDING             PAYMENT_FAILED  PAID_OUT        PAYOUT_FAILED      REFUNDED        RETURN_REJECTED
     "CREATING":                           IGN,
-    "AWAITING_PAYMENT":                   ("HELD",             "wait",           "wait",             "wait",               "wait",             "wait"),
+    "AWAITING_PAYMENT":                   ("HELD",             "wait",         "early",        "wait",            "early",        "wait"),
     "HELD":                               NOTHING,
     "DELIVERED":                          NOTHING,
     "PAYING_OUT before the call":         NOTHING,
-    "PAYING_OUT calling":                 NOTHING,
-    "PAID_OUT":                           ("wait",                "wait",           "PAID_OUT+end",  "NEEDS_ATTENTION", "wait",             "wait"),
-    "RETURN_REQUESTED":                   ("wait",                "wait",           "wait",             "wait",               "REFUNDED",      "NEEDS_ATTENTION"),
-    "REFUNDED":                           NOTHING,
-    "EXPIRED":                            ("RETURN_REQUESTED", "wait",           "wait",             "wait",               "wait",             "wait"),
-    "CANCELLED":                          ("RETURN_REQUESTED", "wait",           "wait",             "wait",               "wait",             "wait"),
+    "PAYING_OUT calling":                 ("wait",             "wait",         "wait",         "wait",            "early",        "wait"),
+    "PAID_OUT":                           ("wait",             "wait",         "PAID_OUT+end", "NEEDS_ATTENTION", "early",        "wait"),
+    "RETURN_REQUESTED":                   ("wait",             "wait",         "early",        "wait",            "REFUNDED",     "NEEDS_ATTENTION"),
+    "REFUNDED":                           ("wait",             "wait",         "early",        "wait",            "wait",         "wait"),
+    "EXPIRED":                            ("RETURN_REQUESTED", "wait",         "early",        "wait",            "early",        "wait"),
+    "CANCELLED":                          ("RETURN_REQUESTED", "wait",         "early",        "wait",            "early",        "wait"),
     "FAILED":                             IGN,
-    "NEEDS_ATTENTION payment refused":    ("wait",                "wait",           "PAID_OUT+end",  "wait",               "wait",             "wait"),
-    "NEEDS_ATTENTION payout in doubt":    ("wait",                "wait",           "PAID_OUT+end",  "wait",               "wait",             "wait"),
+    "NEEDS_ATTENTION payment refused":    ("wait",             "wait",         "PAID_OUT+end", "wait",            "early",        "wait"),
+    "NEEDS_ATTENTION payout in doubt":    ("wait",             "wait",         "PAID_OUT+end", "wait",            "early",        "wait"),
     "NEEDS_ATTENTION delivery deadline":  NOTHING,
     "NEEDS_ATTENTION create unanswered":  IGN,
-    "NEEDS_ATTENTION return rejected":    ("wait",                "wait",           "wait",             "wait",               "REFUNDED+end",  "wait"),
-    "NEEDS_ATTENTION return window":      ("wait",                "wait",           "wait",             "wait",               "REFUNDED+end",  "wait"),
+    "NEEDS_ATTENTION return rejected":    ("wait",             "wait",         "early",        "wait",            "REFUNDED+end", "wait"),
+    "NEEDS_ATTENTION return window":      ("wait",             "wait",         "early",        "wait",            "REFUNDED+end", "wait"),
     "NEEDS_ATTENTION IPN check":          NOTHING,
 }  # fmt: skip
 
@@ -420,9 +422,10 @@ def test_ipn(state: str, ipn_status: str, expected: str) -> None:
     wait, after = _step_of(o)
     now = at(100)
     assert o.record_ipn(ipn(ipn_status, now=now), now) is True
-    assert o.timeline[-1].kind == ("ipn_ignored" if expected == "ignored" else "ipn")
+    kinds = {"ignored": "ipn_ignored", "early": "ipn_early"}
+    assert o.timeline[-1].kind == kinds.get(expected, "ipn")
     if wait is None or not wait.done():
-        assert expected in ("wait", "ignored")
+        assert expected in ("wait", "ignored", "early")
         assert o.status is before
         return
     finished = after(now)

@@ -293,6 +293,12 @@ class Ledger:
                 call.refusal_ipn = True
         return True
 
+    def early(self, status: str) -> bool:
+        """A PAID_OUT / REFUNDED IPN before any call of its kind was issued."""
+        return any(
+            status == SUCCESS_IPN[step] and self.latest(step) is None for step in (PAYOUT, RETURN)
+        )
+
     def money_moved(self, step: str) -> bool:
         """A call of ``step`` may have moved the money: the latest is not definitely refused."""
         call = self.latest(step)
@@ -723,6 +729,10 @@ class OrderMachine(RuleBasedStateMachine):
             assert kind == expected, self._story(f"took in {body} ({kind})")
         elif body.status == "SETTLED_SOMEHOW":
             assert kind == "ipn_unknown", self._story(f"unknown status as {kind}")
+        elif self.ledger.early(body.status):
+            # A PAID_OUT / REFUNDED before any call of its kind answers no call of ours (patch
+            # ``early-outcome-ipn``, findings F2, F3): evidence only, never an outcome.
+            assert kind == "ipn_early", self._story(f"{body} recorded as {kind}, not ipn_early")
         else:
             current = self.ledger.ipn(body.status, body.time)
             expected = "ipn" if current else "ipn_stale"
