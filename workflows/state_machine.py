@@ -1055,9 +1055,7 @@ class OrderRecord:
             return EARLY_RETURN
         return None
 
-    def _record_early(
-        self, now: datetime, sig: IpnSignal, data: dict[str, Any], call: str
-    ) -> None:
+    def _record_early(self, now: datetime, sig: IpnSignal, data: dict[str, Any], call: str) -> None:
         """Patch ``early-outcome-ipn``: an outcome IPN that no call of ours can have caused (a
         forged-yet-signed, replayed or misrouted one; Cotpay does not send it) is recorded with
         its evidence and counts as nothing: not as the outcome of a later call, not as money

@@ -52,6 +52,15 @@ and ends PAID_OUT / REFUNDED just before a payout or return request, and when a 
 once that IPN is recorded (``OrderRecord.ends_by_ipn``). The ``test_f1_*`` tests keep the
 shortest examples; every example of the machines is checked in full.
 
+Findings F2 and F3 of ``AdversarialIpns``, fixed by the patch ``early-outcome-ipn``
+(docs/reliability.md): *an outcome IPN before any call of its kind.* A PAID_OUT recorded before
+any payout call was kept by ``payout_call`` as the outcome of the first payout: Cotpay refused it
+(10800), and the order still ended PAID_OUT (``late_outcome``) (F2). A REFUNDED recorded before
+any return request: after a dispute and a 10100 answer to the request, the order ended REFUNDED
+at once, with no decision of the seller (F3). Now such an IPN is recorded as ``ipn_early`` with
+its evidence and counts as nothing; the machine expects ``ipn_early`` for it. The ``test_f2_*``
+and ``test_f3_*`` tests keep the examples, with and without the patch.
+
 CI runs a fixed set of examples (derandomized, no example database), a few seconds. To search
 longer, from a fresh random seed each run::
 
@@ -729,7 +738,7 @@ class OrderMachine(RuleBasedStateMachine):
             assert kind == expected, self._story(f"took in {body} ({kind})")
         elif body.status == "SETTLED_SOMEHOW":
             assert kind == "ipn_unknown", self._story(f"unknown status as {kind}")
-        elif self.ledger.early(body.status):
+        elif self.ledger.early(body.status) and o.early_guard():
             # A PAID_OUT / REFUNDED before any call of its kind answers no call of ours (patch
             # ``early-outcome-ipn``, findings F2, F3): evidence only, never an outcome.
             assert kind == "ipn_early", self._story(f"{body} recorded as {kind}, not ipn_early")
@@ -1026,3 +1035,90 @@ def test_a_rejection_after_the_answer_is_the_decision() -> None:
     o = m.d.o
     assert o.status is S.NEEDS_ATTENTION and o.attention is not None
     assert o.attention.step == "return_rejected"
+
+
+# --- patch early-outcome-ipn: findings F2, F3 of the AdversarialIpns machine -----------------
+
+
+def _adversarial(stage: str, guard: bool = True) -> AdversarialIpns:
+    m = AdversarialIpns()
+    m.start(T0S[0], PayoutRule.T1_1600, TIMERS[0], False, False, stage)
+    m.d.o.early_guard = lambda: guard
+    return m
+
+
+def _early_paid_out_then_refused_payout(guard: bool = True) -> AdversarialIpns:
+    """F2: a PAID_OUT IPN before any payout call; the first payout is refused (10800)."""
+    m = _adversarial("DELIVERED", guard)
+    m.activation([_ipn("PAID_OUT")])
+    m.timer_fires(timedelta(0), [])  # the payout slot
+    p = m.d.pending
+    assert isinstance(p, CallPoint) and p.call is calls.PAYMENT
+    m._answer(_fail(PAYOUT, "PayoutFailed", 10800), timedelta(seconds=1))
+    return m
+
+
+def test_f2_paid_out_before_any_payout_call_is_not_its_outcome() -> None:
+    m = _early_paid_out_then_refused_payout()
+    o = m.d.o
+    [early] = [e for e in o.timeline if e.kind == "ipn_early"]
+    assert early.data is not None and early.data["status"] == "PAID_OUT"
+    assert early.data["call"] == "payment"
+    # The refused payout needs an operator; the order is not PAID_OUT.
+    assert not m.d.finished and o.status is S.NEEDS_ATTENTION and o.paid_out_at is None
+    assert o.attention is not None and o.attention.step == "payment"
+    assert o.facts().money_held and o.facts().money_moved is None
+    _check(m)
+    # The operator's retry pays out (10100): PAID_OUT by the answer, one payout call each time.
+    m.activation([_operator("retry")])
+    m._answer(OK, timedelta(seconds=1))
+    assert o.status is S.PAID_OUT
+    _check(m)
+    assert [c.answer for c in m.ledger.calls] == ["refused", "succeeded"]
+
+
+def test_f2_without_the_patch_the_early_paid_out_ends_the_order() -> None:
+    """An order replaying a history from before ``early-outcome-ipn`` keeps its old outcome."""
+    m = _early_paid_out_then_refused_payout(guard=False)
+    assert m.d.finished and m.d.o.status is S.PAID_OUT
+    assert not any(e.kind == "ipn_early" for e in m.d.o.timeline)
+
+
+def _early_refunded_then_return_request(guard: bool = True) -> AdversarialIpns:
+    """F3: a REFUNDED IPN before any return request; a dispute; Cotpay accepts the request."""
+    m = _adversarial("HELD", guard)
+    m.activation([_ipn("REFUNDED")])
+    m.activation([("message", (("open_dispute", ""), "update"))])
+    p = m.d.pending
+    assert isinstance(p, CallPoint) and p.call is calls.RETURN_REQUEST
+    m._answer(OK, timedelta(seconds=1))
+    return m
+
+
+def test_f3_refunded_before_any_return_request_is_not_its_outcome() -> None:
+    m = _early_refunded_then_return_request()
+    o = m.d.o
+    [early] = [e for e in o.timeline if e.kind == "ipn_early"]
+    assert early.data is not None and early.data["call"] == "return"
+    # The order waits for the seller's decision on the request it made.
+    assert o.status is S.RETURN_REQUESTED and o.refunded_at is None and o.facts().return_pending
+    _check(m)
+    m.d.advance(timedelta(minutes=5))
+    m.activation([_ipn("REFUNDED")])  # the outcome of the request
+    assert m.d.finished and o.status is S.REFUNDED
+    _check(m)
+
+
+def test_f3_without_the_patch_the_early_refunded_ends_the_order() -> None:
+    m = _early_refunded_then_return_request(guard=False)
+    assert m.d.finished and m.d.o.status is S.REFUNDED
+    assert not any(e.kind == "ipn_early" for e in m.d.o.timeline)
+
+
+def test_an_early_outcome_leaves_the_money_held() -> None:
+    """The rules see no money moved: release and refund stay possible after a HOLDING."""
+    m = _adversarial("HELD")
+    m.activation([_ipn("PAID_OUT"), _ipn("REFUNDED")])
+    o = m.d.o
+    assert [e.kind for e in o.timeline[-2:]] == ["ipn_early", "ipn_early"]
+    assert o.payout_outcome is None and o.return_outcome is None and o.facts().money_held
