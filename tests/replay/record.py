@@ -246,6 +246,24 @@ async def rejection_in_flight(env: WorkflowEnvironment, session: Session) -> Ord
     return order
 
 
+async def early_refund(env: WorkflowEnvironment, session: Session) -> Order:
+    """Patch ``early-outcome-ipn``: a REFUNDED IPN before any return request is recorded as
+    ``ipn_early``; after a dispute and the 10100 answer to the return request the order waits
+    for the seller's decision (the return window's timer) and ends REFUNDED on the next
+    REFUNDED IPN."""
+    order = await start(session, order_ref="replay-early-refund")
+    await order.hold()
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-early")
+    await order.eventually(lambda v: any(e.kind == "ipn_early" for e in v.timeline))
+    await order.handle.execute_update(EscrowOrderWorkflow.open_dispute, DisputeRequest())
+    await order.calls_of("return_request", 1)
+    await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
+    assert (await order.view()).status is S.RETURN_REQUESTED
+    await order.ipn("REFUNDED", IpnStep.RETURN, tx="refund-1")
+    await order.until(S.REFUNDED)
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -265,6 +283,8 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     # Since the money-moved-guard and return-rejection-in-flight patches (docs/workflow.md):
     "money_moved_slot": money_moved_slot,
     "rejection_in_flight": rejection_in_flight,
+    # Since the early-outcome-ipn patch (docs/workflow.md, IPNs):
+    "early_refund": early_refund,
 }
 
 

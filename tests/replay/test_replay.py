@@ -9,7 +9,7 @@ Shapes: the histories recorded before the ``order-store`` patch write nothing to
 store; ``store_*`` and ``ipn_wrong_*`` are the shape since the ``order-store`` and
 ``ipn-amount-check`` patches (docs/store.md, docs/workflow.md); ``money_moved_*`` and
 ``rejection_in_flight`` the shape of the ``money-moved-guard`` and ``return-rejection-in-flight``
-patches (with every patch of their time).
+patches, ``early_*`` the shape of ``early-outcome-ipn`` (with every patch of their time).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from temporalio.worker import Replayer
 from runtime.codec import ENCODING, CodecSettings, escrow_data_converter
 from workflows.escrow import (
     COALESCE_SEARCH,
+    EARLY_OUTCOME_PATCH,
     IPN_CHECK_PATCH,
     MONEY_GUARD_PATCH,
     ORDER_STORE_PATCH,
@@ -81,12 +82,49 @@ def patches_and_activities(path: Path) -> tuple[set[str], set[str]]:
 
 
 # The histories of a patch's own path (recorded with all the patches of their time).
-NEW_SHAPES = {"money_moved_": MONEY_GUARD_PATCH, "rejection_in_flight": RETURN_REJECTION_PATCH}
+NEW_SHAPES = {
+    "money_moved_": MONEY_GUARD_PATCH,
+    "rejection_in_flight": RETURN_REJECTION_PATCH,
+    "early_": EARLY_OUTCOME_PATCH,
+}
 
 
 def test_new_shapes_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"money_moved_slot", "rejection_in_flight"} <= names
+    assert {"money_moved_slot", "rejection_in_flight", "early_refund"} <= names
+
+
+def test_only_its_own_histories_carry_the_early_outcome_marker() -> None:
+    """``early-outcome-ipn`` is asked only when an outcome IPN comes before any call of its
+    kind: no other path of the committed histories writes its marker."""
+    for path in HISTORIES:
+        patches, _ = patches_and_activities(path)
+        assert (EARLY_OUTCOME_PATCH in patches) is path.stem.startswith("early_"), path.stem
+
+
+def test_the_early_refund_waits_for_the_sellers_decision() -> None:
+    """The shape of ``early-outcome-ipn``: after the early REFUNDED and the 10100 answer to the
+    return request, the order starts the return window's timer (before the patch it ended
+    REFUNDED at once) and ends on the second REFUNDED IPN."""
+    events = history_of(HERE / "histories" / "early_refund.json").events
+    kinds = [e.event_type for e in events]
+    returns = [
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "cotpay.return_request"
+    ]
+    assert len(returns) == 1
+    ipns = [
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "ipn"
+    ]
+    # The HOLDING, the early REFUNDED, the REFUNDED that answers the request.
+    assert len(ipns) == 3 and ipns[1] < returns[0] < ipns[2]
+    timers = [i for i, kind in enumerate(kinds) if kind == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert any(returns[0] < i < ipns[2] for i in timers)
 
 
 def test_each_history_has_the_shape_its_name_says() -> None:

@@ -301,3 +301,25 @@ async def test_cancel_during_creation_does_not_open_the_payment(
     assert view.status is S.CANCELLED
     assert not fake.called("verify_order")
     assert view.payment is None
+
+
+async def test_paid_out_ipn_before_any_payout_is_not_the_payouts_outcome(
+    env: WorkflowEnvironment,
+    fake: FakeCotpay,
+    session: Session,
+) -> None:
+    """Finding F2 (patch ``early-outcome-ipn``): a PAID_OUT IPN that no payout call can have
+    caused is recorded as ``ipn_early``; the payout Cotpay refuses (10800) needs an operator,
+    the order does not end PAID_OUT."""
+    fake.fail("payment", 10800)
+    order = await delivered(session)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-forged")
+    await order.eventually(lambda v: "ipn_early" in kinds(v))
+    await env.sleep(timedelta(days=2))
+    view = await order.until(S.NEEDS_ATTENTION)
+    assert view.attention is not None and view.attention.step == "payment"
+    assert view.paid_out_at is None
+    assert len(fake.called("payment")) == 1
+    await _operator(order, "retry")
+    await order.until(S.PAID_OUT)
+    assert len(fake.called("payment")) == 2
