@@ -1072,7 +1072,7 @@ def test_f2_paid_out_before_any_payout_call_is_not_its_outcome() -> None:
     # The operator's retry pays out (10100): PAID_OUT by the answer, one payout call each time.
     m.activation([_operator("retry")])
     m._answer(OK, timedelta(seconds=1))
-    assert o.status is S.PAID_OUT
+    assert m._status() is S.PAID_OUT
     _check(m)
     assert [c.answer for c in m.ledger.calls] == ["refused", "succeeded"]
 
@@ -1105,7 +1105,7 @@ def test_f3_refunded_before_any_return_request_is_not_its_outcome() -> None:
     _check(m)
     m.d.advance(timedelta(minutes=5))
     m.activation([_ipn("REFUNDED")])  # the outcome of the request
-    assert m.d.finished and o.status is S.REFUNDED
+    assert m.d.finished and m._status() is S.REFUNDED
     _check(m)
 
 
