@@ -68,8 +68,9 @@ def test_which_failures_are_definite(kind: str, definite: bool) -> None:
 
 
 def test_money_is_not_held_once_an_ipn_says_it_moved() -> None:
-    """A REFUNDED or PAID_OUT IPN recorded in the same activation as an operator action (before
-    the run loop turns it into the final status) already makes release/refund impossible."""
+    """A REFUNDED or PAID_OUT IPN recorded after a call of its kind, in the same activation as an
+    operator action (before the run loop turns it into the final status), already makes
+    release/refund impossible."""
     now = datetime(2026, 11, 25, 10, tzinfo=UTC)
     for status, step in (("REFUNDED", IpnStep.RETURN), ("PAID_OUT", IpnStep.PAYMENT)):
         record = OrderRecord(
@@ -77,14 +78,26 @@ def test_money_is_not_held_once_an_ipn_says_it_moved() -> None:
         )
         record.record_ipn(_ipn("HOLDING", IpnStep.VERIFY), now)
         assert record.facts().money_held
+        # Before any call of its kind the IPN is only evidence (``ipn_early``, patch
+        # ``early-outcome-ipn``): the money stays held.
+        record.record_ipn(_ipn(status, step, tx="early"), now)
+        assert record.timeline[-1].kind == "ipn_early" and record.facts().money_held
+        if status == "REFUNDED":
+            record.return_called_at = now
+        else:
+            record.payout_called_at = now
         record.record_ipn(_ipn(status, step), now)
         assert not record.facts().money_held
         with pytest.raises(Refused):
             rules.operator_action(record.facts(), "release")
 
 
-def _ipn(status: str, step: IpnStep) -> IpnSignal:
+def _ipn(status: str, step: IpnStep, tx: str = "") -> IpnSignal:
     body = IpnBody(
-        idOrder=7, status=status, code=10100, amount=ORDER.amount, transactionId=f"t-{status}"
+        idOrder=7,
+        status=status,
+        code=10100,
+        amount=ORDER.amount,
+        transactionId=f"t-{status}{tx}",
     )
     return IpnSignal(step=step, body=body)
