@@ -8,6 +8,7 @@ a pool that pings connections before use.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -179,8 +180,27 @@ def _sqlite_pragmas(timeout: float) -> Any:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor, timeout)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     return on_connect
+
+
+def _wal(cursor: Any, timeout: float) -> None:
+    """Put the file in WAL mode (it stays so). Switching needs the file to itself, and SQLite
+    answers "database is locked" at once, without its busy timeout, while another connection
+    writes: as when a worker and a gateway (or three upgrades) open a new file together. The
+    switch is then retried for up to ``timeout``; a file already in WAL mode needs none."""
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as err:  # the driver's OperationalError, adapted by SQLAlchemy
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)  # only while a new file is being created by another connection

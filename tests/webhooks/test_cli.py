@@ -33,8 +33,13 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    """The command's JSON document. capsys captures the whole process's stdout, where a log line
+    of another part of the test session (a session-wide worker) may land: such lines, before
+    the document, are passed over; the document itself must be whole and last."""
     code, out, _err = run(capsys, *argv, "--json")
-    return code, json.loads(out)
+    lines = out.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line[:1] in "{["), 0)
+    return code, json.loads("".join(lines[start:]))
 
 
 async def test_the_webhooks_commands(
