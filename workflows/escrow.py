@@ -105,6 +105,7 @@ IPN_CHECK_PATCH = "ipn-amount-check"
 MONEY_GUARD_PATCH = "money-moved-guard"
 RETURN_REJECTION_PATCH = "return-rejection-in-flight"
 EARLY_OUTCOME_PATCH = "early-outcome-ipn"
+REPEATED_DELIVERY_PATCH = "repeated-delivery"
 # How long an update waits for the order store to show its effect (read-your-writes); an update
 # answers after this even while the store is down.
 STORE_SYNC_WAIT = timedelta(seconds=3)
@@ -130,6 +131,7 @@ class EscrowOrderWorkflow:
             money_guard=self._money_guard,
             return_guard=self._return_guard,
             early_guard=self._early_guard,
+            repeat_guard=self._repeat_guard,
         )
         # Orders started before the patch (they replay without its marker) never write the
         # store; every order started after it writes from its first event.
@@ -223,6 +225,16 @@ class EscrowOrderWorkflow:
     @staticmethod
     def _early_guard() -> bool:
         return workflow.patched(EARLY_OUTCOME_PATCH)
+
+    @staticmethod
+    def _repeat_guard() -> bool:
+        """As ``_money_guard``: in an update validator the new rule applies (it accepts; the
+        handler then asks the patch, and an update the old rule refused never reached a handler
+        in an older history). A signal asks the patch, so older histories keep their
+        ``signal_rejected``."""
+        if workflow.unsafe.is_read_only():
+            return True
+        return workflow.patched(REPEATED_DELIVERY_PATCH)
 
     # --- side effects ----------------------------------------------------------------------
 

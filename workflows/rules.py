@@ -45,11 +45,17 @@ def _refuse(code: str, message: str) -> Refused:
     return Refused(code, message)
 
 
-def confirm_delivery(f: Facts) -> bool:
+def confirm_delivery(f: Facts, repeat_guard: Callable[[], bool] = lambda: True) -> bool:
     if f.delivered and f.status in (S.DELIVERED, S.PAYING_OUT, S.PAID_OUT):
         return True
     if f.status is S.HELD or (f.status is S.NEEDS_ATTENTION and f.attention_step == "delivery"):
         return False
+    # Delivery was confirmed, and the order has since stopped for an operator (a payout refused,
+    # its answer in doubt): a repeated confirmation, such as a shop's retry after a lost answer,
+    # is answered with the order as it is, not refused (patch ``repeated-delivery``; asked only
+    # here, where it changes the answer).
+    if f.delivered and f.status is S.NEEDS_ATTENTION and repeat_guard():
+        return True
     raise _refuse("invalid_state", f"cannot confirm delivery of an order in {f.status.value}")
 
 

@@ -271,6 +271,9 @@ class OrderRecord:
     # Whether a PAID_OUT / REFUNDED recorded before any call of its kind is kept apart as
     # ``ipn_early`` (patch ``early-outcome-ipn``); asked only when such an IPN arrives.
     early_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    # Whether a repeated delivery confirmation on a delivered order that now needs an operator
+    # is answered as done rather than refused (patch ``repeated-delivery``; asked only then).
+    repeat_guard: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
 
     # --- facts -------------------------------------------------------------------------------
 
@@ -835,7 +838,7 @@ class OrderRecord:
         allowed now, True when its effect already happened, False when it should act."""
         facts = self.facts()
         if isinstance(msg, DeliveryConfirmation):
-            return rules.confirm_delivery(facts)
+            return rules.confirm_delivery(facts, self.repeat_guard)
         if isinstance(msg, DisputeRequest):
             return rules.open_dispute(facts)
         if isinstance(msg, CancelRequest):

@@ -265,8 +265,8 @@ MESSAGE_TABLE: dict[str, tuple[str, ...]] = {
     "EXPIRED":                        (INV,         INV,                  INV,          INV,                  INV,             INV,                  INV),
     "CANCELLED":                      (INV,         INV,                  "=",          INV,                  INV,             INV,                  "="),
     "FAILED":                         (INV,         INV,                  INV,          INV,                  INV,             INV,                  INV),
-    "NEEDS_ATTENTION payment refused":   (INV,      INV,                  INV,          "->PAYING_OUT",        "->PAYING_OUT",   "->RETURN_REQUESTED",  "!money_held"),
-    "NEEDS_ATTENTION payout in doubt":   (INV,      INV,                  INV,          "->PAYING_OUT",        "->PAYING_OUT",   "!payout_in_doubt",   "!money_held"),
+    "NEEDS_ATTENTION payment refused":   ("=",      INV,                  INV,          "->PAYING_OUT",        "->PAYING_OUT",   "->RETURN_REQUESTED",  "!money_held"),
+    "NEEDS_ATTENTION payout in doubt":   ("=",      INV,                  INV,          "->PAYING_OUT",        "->PAYING_OUT",   "!payout_in_doubt",   "!money_held"),
     "NEEDS_ATTENTION delivery deadline": ("->DELIVERED", "->RETURN_REQUESTED", INV,       "->HELD",              "->PAYING_OUT",   "->RETURN_REQUESTED",  "!money_held"),
     "NEEDS_ATTENTION create unanswered": (INV,      INV,                  INV,          "->CREATING",          "!not_held",     "!not_held",          "->CANCELLED"),
     "NEEDS_ATTENTION return rejected":   (INV,      INV,                  INV,          "->RETURN_REQUESTED",  "->PAYING_OUT",   "->RETURN_REQUESTED",  "!money_held"),
@@ -691,3 +691,15 @@ def test_a_wrong_refund_before_the_return_call_is_not_its_answer() -> None:
     o = return_requested(o)
     assert o.refund_problem is None
     assert not o.return_wait().done()
+
+
+def test_a_repeated_delivery_after_an_operator_stop_is_refused_before_its_patch() -> None:
+    """Orders from before patch ``repeated-delivery`` keep refusing it (update) and recording
+    ``signal_rejected`` (signal), so their histories replay."""
+    o = attention_payment()
+    o.repeat_guard = lambda: False
+    with pytest.raises(Refused) as caught:
+        o.check(MESSAGES["confirm_delivery"])
+    assert caught.value.code == "invalid_state"
+    assert o.receive_signal(at(100), MESSAGES["confirm_delivery"]) is Reply.REFUSED
+    assert o.timeline[-1].kind == "signal_rejected"

@@ -10,7 +10,8 @@ from temporalio.testing import WorkflowEnvironment
 from cotpay.ipn import IpnStep
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Session, delivered, start
-from workflows.escrow import EscrowOrderWorkflow
+from tests.workflow.test_order_store import patches
+from workflows.escrow import REPEATED_DELIVERY_PATCH, EscrowOrderWorkflow
 from workflows.models import (
     BuyerProfile,
     DeliveryConfirmation,
@@ -196,3 +197,22 @@ async def test_delivery_deadline(
     )
     assert late.status is S.DELIVERED
     await order.until(S.PAID_OUT)
+
+
+async def test_a_repeated_delivery_on_an_order_stopped_after_delivery_is_answered_not_refused(
+    env: WorkflowEnvironment, fake: FakeCotpay, session: Session
+) -> None:
+    """A shop repeats ``delivered`` after a lost answer, and meanwhile the payout was refused
+    (11000): the repeat answers the order as it is (patch ``repeated-delivery``), found by
+    ``make chaos``; the order still waits for its operator, and no second payment is made."""
+    fake.fail("payment", 11000)
+    order = await delivered(session)
+    await env.sleep(timedelta(days=2))
+    await order.until(S.NEEDS_ATTENTION)
+    view = await order.handle.execute_update(
+        EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation()
+    )
+    assert view.status is S.NEEDS_ATTENTION
+    assert view.attention is not None and view.attention.step == "payment"
+    assert len(fake.called("payment")) == 1
+    assert REPEATED_DELIVERY_PATCH in await patches(order)
