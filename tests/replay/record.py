@@ -264,6 +264,27 @@ async def early_refund(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def repeated_delivery(env: WorkflowEnvironment, session: Session) -> Order:
+    """Patch ``repeated-delivery``: the payout is refused (11000), the order needs an operator,
+    the shop repeats ``delivered`` (answered, not refused), then the operator retries."""
+    session.fake.fail("payment", 11000)
+    order = await start(session, order_ref="replay-repeated-delivery")
+    await order.hold()
+    await order.handle.execute_update(EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation())
+    await env.sleep(timedelta(days=2))
+    await order.until(S.NEEDS_ATTENTION)
+    view = await order.handle.execute_update(
+        EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation()
+    )
+    assert view.status is S.NEEDS_ATTENTION
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="retry", operator="ops")
+    )
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -285,6 +306,7 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "rejection_in_flight": rejection_in_flight,
     # Since the early-outcome-ipn patch (docs/workflow.md, IPNs):
     "early_refund": early_refund,
+    "repeated_delivery": repeated_delivery,
 }
 
 

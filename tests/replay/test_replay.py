@@ -30,6 +30,7 @@ from workflows.escrow import (
     IPN_CHECK_PATCH,
     MONEY_GUARD_PATCH,
     ORDER_STORE_PATCH,
+    REPEATED_DELIVERY_PATCH,
     RETURN_REJECTION_PATCH,
     EscrowOrderWorkflow,
 )
@@ -86,12 +87,13 @@ NEW_SHAPES = {
     "money_moved_": MONEY_GUARD_PATCH,
     "rejection_in_flight": RETURN_REJECTION_PATCH,
     "early_": EARLY_OUTCOME_PATCH,
+    "repeated_delivery": REPEATED_DELIVERY_PATCH,
 }
 
 
 def test_new_shapes_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"money_moved_slot", "rejection_in_flight", "early_refund"} <= names
+    assert {"money_moved_slot", "rejection_in_flight", "early_refund", "repeated_delivery"} <= names
 
 
 def test_only_its_own_histories_carry_the_early_outcome_marker() -> None:
