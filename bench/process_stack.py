@@ -41,7 +41,7 @@ from starter.stack import (
     plan_stack,
     prepare,
 )
-from starter.stack.local import wait_http
+from starter.stack.local import http_ready
 from starter.stack.parts import Part, ReadyCheck
 from starter.stack.processes import ChildProcess
 from workflows.models import TASK_QUEUE, PayoutRule
@@ -52,8 +52,6 @@ BENCH_PART = "bench"
 WORKER_PREFIX = "ESCROW_WORKER_"
 # The worker's webhook dispatcher looks for new status changes this often (production: 1 s).
 WEBHOOK_POLL_S = 0.25
-# How long a part may take to answer after its start (StackPlan.ready_timeout's default).
-READY_TIMEOUT_S = 30.0
 
 
 def _caller_env() -> dict[str, str]:
@@ -105,7 +103,7 @@ class ProcessStack:
         """Until the worker processes ``names`` poll ``task_queue`` for workflow tasks (a worker
         answers no health check; it is ready when it polls; its identity is ``pid@host``)."""
         pids = {str(self.pid(name)) for name in names}
-        deadline = time.monotonic() + READY_TIMEOUT_S * 2
+        deadline = time.monotonic() + self.plan.ready_timeout * 2
         request = DescribeTaskQueueRequest(
             namespace=client.namespace,
             task_queue=TaskQueue(name=task_queue),
@@ -148,13 +146,6 @@ class ProcessStack:
         if pid is None:
             raise RuntimeError(f"{name} is not running")
         return int(psutil.Process(pid).memory_info().rss)
-
-
-def _ready(url: str) -> ReadyCheck:
-    async def ready(child: ChildProcess) -> None:
-        await wait_http(child, url, READY_TIMEOUT_S)
-
-    return ready
 
 
 def _python_part(
@@ -256,7 +247,7 @@ async def process_stack(
                     "gateway",
                     ["-m", "starter.cli", "gateway"],
                     observed("gateway", {}),
-                    ready=_ready(f"{gateway_urls[0]}/healthz"),
+                    ready=http_ready(plan, f"{gateway_urls[0]}/healthz"),
                 )
             )
             for i in range(1, gateways):
@@ -268,7 +259,7 @@ async def process_stack(
                         observed(
                             f"gateway-{i + 1}", {"ESCROW_GATEWAY_PORT": str(gateway_ports[i])}
                         ),
-                        ready=_ready(f"{gateway_urls[i]}/healthz"),
+                        ready=http_ready(plan, f"{gateway_urls[i]}/healthz"),
                     )
                 )
         else:

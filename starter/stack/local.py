@@ -76,7 +76,9 @@ async def wait_fresh(child: ChildProcess, path: Path, since: float, within: floa
     raise RuntimeError(f"{child.name} did not write {path} within {within:.0f}s")
 
 
-def _http_ready(plan: StackPlan, url: str) -> ReadyCheck:
+def http_ready(plan: StackPlan, url: str) -> ReadyCheck:
+    """Ready once ``url`` answers (``wait_http``), within ``plan.ready_timeout``."""
+
     async def ready(child: ChildProcess) -> None:
         await wait_http(child, url, plan.ready_timeout)
 
@@ -146,7 +148,7 @@ def local_stack(plan: StackPlan) -> Stack:
                     "ESCROW_CODEC_TOKEN": plan.codec_token,
                     "ESCROW_CODEC_CORS_ORIGIN": plan.ui_origin,
                 },
-                ready=_http_ready(plan, f"{plan.codec_url}/healthz"),
+                ready=http_ready(plan, f"{plan.codec_url}/healthz"),
             )
         )
         codec_endpoint = ui_codec_endpoint(plan.codec_url, plan.codec_token)
@@ -202,7 +204,7 @@ def local_stack(plan: StackPlan) -> Stack:
             "gateway",
             *plan.part_args.get("gateway", []),
             env=gateway_env,
-            ready=_http_ready(plan, f"{plan.gateway_url}/healthz"),
+            ready=http_ready(plan, f"{plan.gateway_url}/healthz"),
         )
     )
     return Stack(parts, stop_grace=STOP_TIMEOUT_S)
