@@ -32,14 +32,22 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
-    """The command's JSON document. capsys captures the whole process's stdout, where a log line
-    of another part of the test session (a session-wide worker) may land: such lines, before
-    the document, are passed over; the document itself must be whole and last."""
-    code, out, _err = run(capsys, *argv, "--json")
-    lines = out.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line[:1] in "{["), 0)
-    return code, json.loads("".join(lines[start:]))
+def run_json(*argv: str) -> tuple[int, object]:
+    """The command with ``--json`` as its own process: its whole stdout must be one JSON
+    document (in this process, stdout also takes log lines of other parts of the session)."""
+    done = cli_process(*argv, "--json")
+    return done.returncode, json.loads(done.stdout)
+
+
+def cli_process(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``cotpay-escrow`` as its own process, with this environment and ``env`` on top."""
+    return subprocess.run(
+        [sys.executable, "-m", "starter.cli", *argv],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_the_webhooks_commands(
@@ -58,7 +66,7 @@ async def test_the_webhooks_commands(
         endpoint = out.split()[1]
         assert endpoint.startswith("we_")
 
-        code, listed = await _in_thread(run_json, capsys, "webhooks", "list")
+        code, listed = await _in_thread(run_json, "webhooks", "list")
         assert code == 0
         assert [e["id"] for e in listed["endpoints"]] == [endpoint]
         assert "secret" not in listed["endpoints"][0]
@@ -84,7 +92,7 @@ async def test_the_webhooks_commands(
         assert done.returncode == 0, done.stderr
         assert receiver.acknowledged_ids() == {event_id("cli-1", 2)}  # only subscribed types
 
-        code, page = await _in_thread(run_json, capsys, "webhooks", "deliveries", endpoint)
+        code, page = await _in_thread(run_json, "webhooks", "deliveries", endpoint)
         (delivery,) = page["deliveries"]
         assert delivery["status"] == "delivered" and delivery["lastStatusCode"] == 200
         code, out, _ = await _in_thread(run, capsys, "webhooks", "deliveries", endpoint)
@@ -105,7 +113,7 @@ async def test_the_webhooks_commands(
         code, out, _ = await _in_thread(run, capsys, "webhooks", "enable", endpoint)
         assert "State        enabled" in out
 
-        code, rotated = await _in_thread(run_json, capsys, "webhooks", "rotate-secret", endpoint)
+        code, rotated = await _in_thread(run_json, "webhooks", "rotate-secret", endpoint)
         assert rotated["secret"].startswith("whsec_")
         assert rotated["previousSecretExpiresAt"]
 
@@ -141,7 +149,7 @@ async def test_refusals_print_their_code(
         run, capsys, "webhooks", "add", "https://shop.example/h", "--events", "order.shipped"
     )
     assert code == 1 and "error [unknown_event_type]" in err
-    code, doc = await _in_thread(run_json, capsys, "webhooks", "disable", "we_0000")
+    code, doc = await _in_thread(run_json, "webhooks", "disable", "we_0000")
     assert code == 1 and doc == {
         "error": "endpoint_not_found",
         "message": "no webhook endpoint we_0000",
@@ -153,17 +161,17 @@ async def test_refusals_print_their_code(
 
 async def _dispatch_once(store_url: str) -> subprocess.CompletedProcess[str]:
     """``webhooks dispatch`` configures the process's logging: run it as its own process."""
-    env = {**os.environ, "ESCROW_DATABASE_URL": store_url, "ESCROW_WEBHOOK_ATTEMPT_TIMEOUT": "5"}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "starter.cli", "webhooks", "dispatch", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done: subprocess.CompletedProcess[str] = await _in_thread(
+        cli_process,
+        "webhooks",
+        "dispatch",
+        "--once",
+        ESCROW_DATABASE_URL=store_url,
+        ESCROW_WEBHOOK_ATTEMPT_TIMEOUT="5",
     )
+    return done
 
 
-async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
+async def _in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """The CLI runs its own event loop (asyncio.run): call it off this test's loop."""
-    return await asyncio.to_thread(func, *args)
+    return await asyncio.to_thread(func, *args, **kwargs)
