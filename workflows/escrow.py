@@ -19,7 +19,10 @@ moved the order since the validator accepted it); a ``Refused`` raised there fai
 The order store (docs/store.md, The write path): from the patch ``order-store`` on, one
 background writer (``_write_store``) sends the order's timeline and view to the store at every
 change, one ``store.record`` activity at a time, batching what accumulated meanwhile. Nothing
-else waits for it: no Cotpay call, timer or message. Before the workflow returns it waits until
+else waits for it: no Cotpay call, timer or message. From the patch ``store-local-writes`` on,
+each write is tried once as a local activity first (one marker, no task round trip; it holds
+the workflow task for at most ``store_writes.LOCAL_TIMEOUT``), then sent as the regular
+activity if that attempt fails. Before the workflow returns it waits until
 the store has everything; an update handler waits (at most ``STORE_SYNC_WAIT``) until the store
 shows its effect, so a read from the store right after the answer sees it.
 
@@ -60,12 +63,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
     from temporalio.common import SearchAttributeUpdate
 
+    from store.models import OrderWrite
     from workflows import calls, store_writes
     from workflows.models import (
         WORKFLOW_TYPE,
@@ -101,6 +105,10 @@ with workflow.unsafe.imports_passed_through():
 
 S = EscrowStatus
 ORDER_STORE_PATCH = "order-store"
+# One patch for every order started since it: local-first store writes that never share a
+# workflow task with a Cotpay call, and the behaviour of every earlier patch without asking each
+# (one marker instead of one per patch; docs/workflow.md, Versioning).
+LEAN_PATCH = "lean-history"
 IPN_CHECK_PATCH = "ipn-amount-check"
 MONEY_GUARD_PATCH = "money-moved-guard"
 RETURN_REJECTION_PATCH = "return-rejection-in-flight"
@@ -122,6 +130,12 @@ class EscrowOrderWorkflow:
         self._coalesce = False
         self._pending: SearchUpdate | None = None
         self._blocked_in: Wait | None = None
+        # Asked once, here: an order replaying from before the patch stays on the old code.
+        self._lean = workflow.patched(LEAN_PATCH)
+        # The history length of the workflow task that last scheduled a Cotpay call (lean).
+        self._call_task = -1
+        # Update handlers waiting for the store to show their effect (lean).
+        self._sync_waiting = 0
         self._o = OrderRecord(
             inp=inp,
             status=S.CREATING,
@@ -136,13 +150,13 @@ class EscrowOrderWorkflow:
         # Orders started before the patch (they replay without its marker) never write the
         # store; every order started after it writes from its first event.
         self._store: StoreOutbox | None = None
-        if workflow.patched(ORDER_STORE_PATCH):
+        if self._lean or workflow.patched(ORDER_STORE_PATCH):
             self._store = StoreOutbox(created_at=workflow.now(), merchant=inp.merchant)
         self._store_writer: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderView:
-        self._coalesce = workflow.patched(COALESCE_SEARCH)
+        self._coalesce = self._lean or workflow.patched(COALESCE_SEARCH)
         self._o.started(workflow.now())
         if self._store is not None:
             self._store_writer = asyncio.create_task(self._write_store(self._store))
@@ -176,6 +190,9 @@ class EscrowOrderWorkflow:
         """The order store's one writer: whenever the view or timeline changed, send one write
         with everything the store lacks, wait for it, repeat. Retries are unlimited
         (``store_writes.RETRY``): a store outage delays only this coroutine."""
+        if self._lean:
+            await self._write_store_lean(outbox)
+            return
         while True:
             await workflow.wait_condition(lambda: outbox.pending(self._o.view()))
             # Let the steps this activation woke finish first, so that one write carries them.
@@ -183,13 +200,74 @@ class EscrowOrderWorkflow:
             write = outbox.next_write(self._o.view())
             if write is None:
                 continue
-            await workflow.execute_activity_method(
-                store_writes.RECORD,
-                write,
-                start_to_close_timeout=store_writes.START_TO_CLOSE,
-                retry_policy=store_writes.RETRY,
-            )
+            await self._write_regular(write)
             outbox.stored(write)
+
+    async def _write_store_lean(self, outbox: StoreOutbox) -> None:
+        """The writer of patch ``lean-history`` (docs/store.md, The write path):
+
+        * each write is tried once as a local activity (one marker event, no activity task
+          round trip), bounded by ``store_writes.LOCAL_TIMEOUT``; if that attempt fails, the
+          same write goes out as the regular activity with unlimited retries, and so do the
+          next ones until one succeeds (``outbox.degraded`` meanwhile), so an outage never
+          holds a workflow task open after its first failed attempt;
+        * a local attempt holds its workflow task, so it never runs in a task that scheduled a
+          Cotpay call: such a write waits for the next task, at most ``store_writes.DEFER``
+          (a timer), and a Cotpay call is never held back by the store;
+        * while the order is being created (its Cotpay creation calls in flight) nothing is
+          written unless an update waits for the store: the creation's entries go out in one
+          write when it ends, with the payment details.
+        """
+        while True:
+            await workflow.wait_condition(
+                lambda: self._may_write() and outbox.pending(self._o.view())
+            )
+            # Let the steps this activation woke finish first, so that one write carries them.
+            await workflow.wait_condition(lambda: True)
+            if self._called_in_this_task():
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: not self._called_in_this_task(), timeout=store_writes.DEFER
+                    )
+            write = outbox.next_write(self._o.view())
+            if write is None:
+                continue
+            if not outbox.degraded:
+                try:
+                    await workflow.execute_local_activity_method(
+                        store_writes.RECORD,
+                        write,
+                        start_to_close_timeout=store_writes.LOCAL_TIMEOUT,
+                        schedule_to_close_timeout=store_writes.LOCAL_TIMEOUT,
+                        retry_policy=store_writes.LOCAL_RETRY,
+                    )
+                    outbox.stored(write)
+                    continue
+                except FailureError as err:
+                    # A local attempt's failure arrives as the activity's own error (or a
+                    # timeout), not always wrapped in ActivityError.
+                    if isinstance(err, CancelledError):
+                        raise
+                    outbox.degraded = True
+            await self._write_regular(write)
+            outbox.stored(write)
+
+    async def _write_regular(self, write: OrderWrite) -> None:
+        await workflow.execute_activity_method(
+            store_writes.RECORD,
+            write,
+            start_to_close_timeout=store_writes.START_TO_CLOSE,
+            retry_policy=store_writes.RETRY,
+        )
+
+    def _may_write(self) -> bool:
+        """Lean writer: not while the order is being created, unless an update waits."""
+        return self._sync_waiting > 0 or self._o.status is not S.CREATING
+
+    def _called_in_this_task(self) -> bool:
+        """A Cotpay call was scheduled in the current workflow task (the history length is the
+        task's, the same in every activation of it, and grows with each new task)."""
+        return self._call_task == workflow.info().get_current_history_length()
 
     def _store_idle(self) -> bool:
         """The store has the whole order (always true for an order from before the patch)."""
@@ -197,42 +275,53 @@ class EscrowOrderWorkflow:
 
     async def _store_synced(self, answer: R) -> R:
         """Read-your-writes: ``answer`` (the state right after an update applied), once the
-        store holds the timeline as it was then, or after ``STORE_SYNC_WAIT`` at most."""
+        store holds the timeline as it was then, or after ``STORE_SYNC_WAIT`` at most.
+
+        Patch ``lean-history``: no timer. The writer's next attempt is bounded (a deferral of
+        at most ``store_writes.DEFER``, then a local attempt of at most ``LOCAL_TIMEOUT``), so
+        the answer waits until the store holds the entries or an attempt has failed
+        (``outbox.degraded``: while the store is down, answers do not wait for it)."""
         outbox = self._store
         seq = len(self._o.timeline)
-        if outbox is not None and not outbox.has(seq):
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: outbox.has(seq), timeout=STORE_SYNC_WAIT)
+        if outbox is None or outbox.has(seq):
+            return answer
+        if self._lean:
+            self._sync_waiting += 1
+            try:
+                await workflow.wait_condition(lambda: outbox.has(seq) or outbox.degraded)
+            finally:
+                self._sync_waiting -= 1
+            return answer
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: outbox.has(seq), timeout=STORE_SYNC_WAIT)
         return answer
 
-    @staticmethod
-    def _ipn_checks() -> bool:
-        return workflow.patched(IPN_CHECK_PATCH)
+    # The rules of the earlier patches: orders started since ``lean-history`` have them all
+    # without asking (no marker); older orders ask each patch where it changes what happens.
 
-    @staticmethod
-    def _money_guard() -> bool:
+    def _ipn_checks(self) -> bool:
+        return self._lean or workflow.patched(IPN_CHECK_PATCH)
+
+    def _money_guard(self) -> bool:
         """In an update validator (read-only: no patch marker can be written) the new, stricter
         rule applies: a refusal there leaves no trace in history, and the handler asks the patch
         itself, so it never refuses what the validator accepted."""
-        if workflow.unsafe.is_read_only():
+        if self._lean or workflow.unsafe.is_read_only():
             return True
         return workflow.patched(MONEY_GUARD_PATCH)
 
-    @staticmethod
-    def _return_guard() -> bool:
-        return workflow.patched(RETURN_REJECTION_PATCH)
+    def _return_guard(self) -> bool:
+        return self._lean or workflow.patched(RETURN_REJECTION_PATCH)
 
-    @staticmethod
-    def _early_guard() -> bool:
-        return workflow.patched(EARLY_OUTCOME_PATCH)
+    def _early_guard(self) -> bool:
+        return self._lean or workflow.patched(EARLY_OUTCOME_PATCH)
 
-    @staticmethod
-    def _repeat_guard() -> bool:
+    def _repeat_guard(self) -> bool:
         """As ``_money_guard``: in an update validator the new rule applies (it accepts; the
         handler then asks the patch, and an update the old rule refused never reached a handler
         in an older history). A signal asks the patch, so older histories keep their
         ``signal_rejected``."""
-        if workflow.unsafe.is_read_only():
+        if self._lean or workflow.unsafe.is_read_only():
             return True
         return workflow.patched(REPEATED_DELIVERY_PATCH)
 
@@ -310,6 +399,7 @@ class EscrowOrderWorkflow:
     async def _call(self, call: calls.Call[A, R], arg: A) -> R | calls.Failure:
         if call in _FLUSHED_BEFORE:
             self._flush()
+        self._call_task = workflow.info().get_current_history_length()
         try:
             return await workflow.execute_activity_method(
                 call.activity,

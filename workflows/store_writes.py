@@ -9,7 +9,12 @@ new entry but a changed view (a new ``waitingFor``, ``payoutNotBefore``) carries
 
 The workflow (``workflows/escrow.py``) runs one writer: it sends one write at a time, batching
 what accumulated meanwhile, with the retry policy below (unlimited, backoff capped at a minute:
-``activities/store_activities.py`` says why repeating a write is safe).
+``activities/store_activities.py`` says why repeating a write is safe). From the patch
+``store-local-writes`` on, a write is first tried once as a *local* activity (``LOCAL_*``: one
+marker event, no activity task round trip); only when that attempt fails or takes longer than
+``LOCAL_TIMEOUT`` does the same write go out as the regular activity with ``RETRY``, and
+the order's next writes stay regular until one succeeds. A local attempt holds the workflow task
+open while it runs, so its timeout bounds how long it can delay a command issued beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=0,
 )
+# Patch ``store-local-writes``: the one local attempt of a write, before the regular activity.
+# Its start-to-close and schedule-to-close timeout: a wait for a local-activity slot counts too.
+LOCAL_TIMEOUT = timedelta(seconds=2)
+LOCAL_RETRY = RetryPolicy(maximum_attempts=1)
+# Patch ``lean-history``: how long a write may wait for the next workflow task when its own task
+# scheduled a Cotpay call (a local attempt there would hold the call back).
+DEFER = timedelta(seconds=1)
 # Events per write: keeps one activity payload small after a long outage of a busy order.
 MAX_EVENTS_PER_WRITE = 200
 
@@ -143,6 +155,8 @@ class StoreOutbox:
     stored_view: OrderView | None = None
     revision: int = 0
     writing: bool = False
+    # A local attempt failed and no write has succeeded since (patch ``lean-history``).
+    degraded: bool = False
 
     def pending(self, view: OrderView) -> bool:
         """The view or its timeline differs from what the store acknowledged."""
@@ -177,3 +191,4 @@ class StoreOutbox:
         self.stored_seq = max(self.stored_seq, write.last_seq)
         self.stored_view = write.view
         self.writing = False
+        self.degraded = False

@@ -15,13 +15,18 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.store_activities import StoreActivities
 from cotpay.ipn import IpnStep
 from starter.stack.devserver import test_server_binary
 from store.api import OrderStore
+from store.models import OrderWrite, WriteResult
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
 from tests.workflow.helpers import Order, Session, start, worker
@@ -285,6 +290,22 @@ async def repeated_delivery(env: WorkflowEnvironment, session: Session) -> Order
     return order
 
 
+class FlakyStore:
+    """The real ``store.record``, whose first ``failures`` attempts fail as an unreachable store
+    does (patch ``store-local-writes``: the local attempt fails, the regular activity retries)."""
+
+    def __init__(self, store: OrderStore, failures: int) -> None:
+        self.real = StoreActivities(store)
+        self.failures = failures
+
+    @activity.defn(name="store.record")
+    async def record(self, write: OrderWrite) -> WriteResult:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ApplicationError("order store unavailable (recording)", type="StoreUnavailable")
+        return await self.real.record(write)
+
+
 PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     "happy_path": happy_path,
     "return_path": return_path,
@@ -307,7 +328,12 @@ PATHS: dict[str, Callable[[WorkflowEnvironment, Session], Awaitable[Order]]] = {
     # Since the early-outcome-ipn patch (docs/workflow.md, IPNs):
     "early_refund": early_refund,
     "repeated_delivery": repeated_delivery,
+    # Since the store-local-writes patch (``--suffix _local``; docs/store.md): the store's first
+    # two attempts fail, so the first write falls back to the regular activity.
+    "store_outage": happy_path,
 }
+# Paths recorded against a store that fails at first: how many attempts fail.
+FLAKY = {"store_outage": 2}
 
 
 async def record(names: list[str], suffix: str = "") -> None:
@@ -321,7 +347,10 @@ async def record(names: list[str], suffix: str = "") -> None:
     try:
         await register_search_attributes(env)
         for name in names:
-            async with worker(env, FakeCotpay(), store) as session:
+            flaky: list[Any] | None = None
+            if name in FLAKY:
+                flaky = [FlakyStore(store, FLAKY[name]).record]
+            async with worker(env, FakeCotpay(), store, store_activities=flaky) as session:
                 order = await PATHS[name](env, session)
                 await order.handle.result()
                 history = await order.handle.fetch_history()

@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 
-from workflows.escrow import COALESCE_SEARCH
+from workflows.escrow import COALESCE_SEARCH, STORE_LOCAL_PATCH
 
 HISTORIES = Path(__file__).parent / "histories"
 PATHS = sorted(p.stem.removesuffix("_coalesced") for p in HISTORIES.glob("*_coalesced.json"))
+LOCAL = sorted(
+    p.stem.removesuffix("_local")
+    for p in HISTORIES.glob("*_local.json")
+    if (HISTORIES / f"{p.stem.removesuffix('_local')}_coalesced.json").exists()
+)
+LOCAL_MARKER = "core_local_activity"
 UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
 ESCROW_ATTRIBUTES = {"EscrowStatus", "CotpayOrderId", "PayoutNotBefore", "SellerId", "BuyerId"}
 
@@ -88,3 +94,44 @@ def test_happy_path_sheds_upserts() -> None:
     assert len(escrow_upserts(released)) == 8
     assert len(escrow_upserts(coalesced)) <= 5
     assert len(coalesced) < len(released)
+
+
+def local_writes(history: list[dict[str, Any]]) -> int:
+    """Local-activity markers (each one attempt of a store write)."""
+    return sum(
+        1
+        for event in history
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        and event["markerRecordedEventAttributes"]["markerName"] == LOCAL_MARKER
+    )
+
+
+def store_activities(history: list[dict[str, Any]]) -> int:
+    return sum(
+        1
+        for event in history
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+        and event["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "store.record"
+    )
+
+
+def test_every_store_path_has_a_local_history() -> None:
+    assert LOCAL == ["store_happy_path", "store_return_path"]
+
+
+@pytest.mark.parametrize("path", LOCAL)
+def test_local_writes_shed_the_store_activities(path: str) -> None:
+    """Patch ``store-local-writes`` (docs/store.md): the same path writes through markers, no
+    ``store.record`` activity, fewer events, and the same final search attributes."""
+    regular, local = events(f"{path}_coalesced"), events(f"{path}_local")
+    assert STORE_LOCAL_PATCH in patches(local) and STORE_LOCAL_PATCH not in patches(regular)
+    assert store_activities(regular) >= 5 and store_activities(local) == 0
+    assert local_writes(regular) == 0 and local_writes(local) >= 5
+    assert len(local) < len(regular) - 20
+    assert final(escrow_upserts(local)) == final(escrow_upserts(regular))
+
+
+def test_a_failed_local_write_falls_back_to_the_activity_then_goes_local_again() -> None:
+    history = events("store_outage_local")
+    assert store_activities(history) == 1
+    assert local_writes(history) >= 5

@@ -32,6 +32,7 @@ from workflows.escrow import (
     ORDER_STORE_PATCH,
     REPEATED_DELIVERY_PATCH,
     RETURN_REJECTION_PATCH,
+    STORE_LOCAL_PATCH,
     EscrowOrderWorkflow,
 )
 
@@ -129,11 +130,22 @@ def test_the_early_refund_waits_for_the_sellers_decision() -> None:
     assert any(returns[0] < i < ipns[2] for i in timers)
 
 
+def test_local_shapes_are_committed() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"store_happy_path_local", "store_return_path_local", "store_outage_local"} <= names
+
+
 def test_each_history_has_the_shape_its_name_says() -> None:
     """Old histories: no patch, no store write; new ones: the patches they were recorded with
     (``*_coalesced``: also ``coalesce-search-attributes``)."""
     for path in HISTORIES:
         patches, activities = patches_and_activities(path)
+        if path.stem.endswith("_local"):  # every patch of its time, writes local first
+            assert {ORDER_STORE_PATCH, COALESCE_SEARCH, STORE_LOCAL_PATCH} <= patches, path.stem
+            outage = path.stem.startswith("store_outage")
+            assert ("store.record" in activities) is outage, path.stem
+            continue
+        assert STORE_LOCAL_PATCH not in patches, path.stem
         new = next((p for prefix, p in NEW_SHAPES.items() if path.stem.startswith(prefix)), None)
         if new is not None:  # recorded since these patches: every patch of its time, and its own
             assert {ORDER_STORE_PATCH, COALESCE_SEARCH, new} <= patches, path.stem

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from workflows.escrow import (
     COALESCE_SEARCH,
     IPN_CHECK_PATCH,
     ORDER_STORE_PATCH,
+    STORE_LOCAL_PATCH,
     STORE_SYNC_WAIT,
     EscrowOrderWorkflow,
 )
@@ -37,6 +39,7 @@ from workflows.models import (
     OrderView,
     PayoutRule,
 )
+from workflows.store_writes import LOCAL_TIMEOUT
 
 S = EscrowStatus
 
@@ -196,18 +199,80 @@ async def test_a_store_outage_delays_only_the_store(
     assert store.inserted == len(final.timeline)
 
 
+class HungStore(SwitchedStore):
+    """``SwitchedStore`` whose *local* attempts hang (a store that does not answer) while
+    ``hang``; regular attempts fail at once while ``down``. Counts local attempts."""
+
+    def __init__(self, store: OrderStore) -> None:
+        super().__init__(store)
+        self.hang = False
+        self.local_attempts = 0
+
+    @activity.defn(name="store.record")
+    async def record(self, write: OrderWrite) -> WriteResult:
+        if activity.info().is_local:
+            self.local_attempts += 1
+            if self.hang:
+                await asyncio.sleep(3600)  # cancelled by the local attempt's timeout
+        return await super().record(write)
+
+
+async def test_a_hung_store_holds_a_payout_at_most_one_local_attempt(
+    env: WorkflowEnvironment, fake: FakeCotpay, order_store: OrderStore
+) -> None:
+    """Patch ``store-local-writes``: a write's local attempt holds the workflow task open, so
+    a store that stops answering delays the payout call issued beside it by at most
+    ``LOCAL_TIMEOUT``; the write then goes out as the regular activity, and the order's
+    next writes too (no more local attempts) until the store answers; nothing is lost."""
+    store = HungStore(order_store)
+    async with worker(env, fake, order_store, store_activities=store.all()) as session:
+        order = await start(session, payout_rule=PayoutRule.IMMEDIATE)
+        await order.hold()
+        await order.eventually(lambda v: v.waiting_for is not None)
+        await asyncio.sleep(0.5)  # the HELD write is done
+        store.hang = store.down = True
+        local_before = store.local_attempts
+        began = time.monotonic()
+        answer = asyncio.ensure_future(
+            order.handle.execute_update(
+                EscrowOrderWorkflow.confirm_delivery, DeliveryConfirmation()
+            )
+        )
+        while not fake.called("payment"):
+            assert time.monotonic() - began < 30, "no payout call"
+            await asyncio.sleep(0.05)
+        held_for = time.monotonic() - began
+        assert held_for < LOCAL_TIMEOUT.total_seconds() + 2, held_for
+        view = await asyncio.wait_for(answer, STORE_SYNC_WAIT.total_seconds() + 10)
+        assert view.status is S.DELIVERED
+        await order.until(S.PAID_OUT)
+        assert len(fake.called("payment")) == 1
+        await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+        await order.eventually(lambda v: v.waiting_for == "Finished: PAID_OUT")
+        assert store.local_attempts == local_before + 1  # one local attempt, then regular
+        store.hang = store.down = False
+        final = await asyncio.wait_for(order.handle.result(), 90)
+    same_entries(await order.stored(), final)
+
+
 async def test_the_patches_are_in_the_history(session: Session) -> None:
-    """New orders write the store (``order-store``) and coalesce their search-attribute upserts
+    """New orders write the store (``order-store``), each write a local activity first
+    (``store-local-writes``), and coalesce their search-attribute upserts
     (``coalesce-search-attributes``); ``ipn-amount-check`` is asked only when an IPN disagrees
     with the order (docs/store.md, docs/workflow.md)."""
     order = await start(session)
     await order.until(S.AWAITING_PAYMENT)
     await order.ipn("HOLDING", IpnStep.VERIFY, amount=order.inp.amount + 1)
     await order.until(S.NEEDS_ATTENTION)
-    assert await patches(order) == [ORDER_STORE_PATCH, COALESCE_SEARCH, IPN_CHECK_PATCH]
+    assert await patches(order) == [
+        ORDER_STORE_PATCH,
+        STORE_LOCAL_PATCH,
+        COALESCE_SEARCH,
+        IPN_CHECK_PATCH,
+    ]
     plain = await start(session)
     await plain.hold()
-    assert await patches(plain) == [ORDER_STORE_PATCH, COALESCE_SEARCH]
+    assert await patches(plain) == [ORDER_STORE_PATCH, STORE_LOCAL_PATCH, COALESCE_SEARCH]
 
 
 async def patches(order: Order) -> list[str]:
@@ -215,7 +280,10 @@ async def patches(order: Order) -> list[str]:
     found = []
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            [payload] = event.marker_recorded_event_attributes.details["patch-data"].payloads
+            details = event.marker_recorded_event_attributes.details
+            if "patch-data" not in details:  # a local activity's marker (a store write)
+                continue
+            [payload] = details["patch-data"].payloads
             found.append(json.loads(payload.data)["id"])
     return found
 
