@@ -45,8 +45,11 @@ RETRY = RetryPolicy(
 LOCAL_TIMEOUT = timedelta(seconds=2)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=1)
 # Patch ``lean-history``: how long a write may wait for the next workflow task when its own task
-# scheduled a Cotpay call (a local attempt there would hold the call back).
-DEFER = timedelta(seconds=1)
+# scheduled a Cotpay call (a local attempt there would hold the call back). Longer than a local
+# attempt, so that the timer has not fired yet when a task that ends the wait (usually the
+# call's completion) completes after its local attempt: cancelling a timer whose firing is
+# buffered is left to the server then (the time-skipping test server refuses it).
+DEFER = timedelta(seconds=5)
 # Events per write: keeps one activity payload small after a long outage of a busy order.
 MAX_EVENTS_PER_WRITE = 200
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from workflows.escrow import COALESCE_SEARCH, STORE_LOCAL_PATCH
+from workflows.escrow import COALESCE_SEARCH, LEAN_PATCH
 
 HISTORIES = Path(__file__).parent / "histories"
 PATHS = sorted(p.stem.removesuffix("_coalesced") for p in HISTORIES.glob("*_coalesced.json"))
-LOCAL = sorted(
-    p.stem.removesuffix("_local")
-    for p in HISTORIES.glob("*_local.json")
-    if (HISTORIES / f"{p.stem.removesuffix('_local')}_coalesced.json").exists()
+LEAN = sorted(
+    p.stem.removesuffix("_lean")
+    for p in HISTORIES.glob("store_*_lean.json")
+    if (HISTORIES / f"{p.stem.removesuffix('_lean')}_coalesced.json").exists()
 )
 LOCAL_MARKER = "core_local_activity"
 UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
@@ -115,23 +115,54 @@ def store_activities(history: list[dict[str, Any]]) -> int:
     )
 
 
-def test_every_store_path_has_a_local_history() -> None:
-    assert LOCAL == ["store_happy_path", "store_return_path"]
+def test_every_store_path_has_a_lean_history() -> None:
+    assert LEAN == ["store_happy_path", "store_return_path"]
 
 
-@pytest.mark.parametrize("path", LOCAL)
-def test_local_writes_shed_the_store_activities(path: str) -> None:
-    """Patch ``store-local-writes`` (docs/store.md): the same path writes through markers, no
-    ``store.record`` activity, fewer events, and the same final search attributes."""
-    regular, local = events(f"{path}_coalesced"), events(f"{path}_local")
-    assert STORE_LOCAL_PATCH in patches(local) and STORE_LOCAL_PATCH not in patches(regular)
-    assert store_activities(regular) >= 5 and store_activities(local) == 0
-    assert local_writes(regular) == 0 and local_writes(local) >= 5
-    assert len(local) < len(regular) - 20
-    assert final(escrow_upserts(local)) == final(escrow_upserts(regular))
+@pytest.mark.parametrize("path", LEAN)
+def test_lean_writes_shed_the_store_activities(path: str) -> None:
+    """Patch ``lean-history`` (docs/store.md, docs/workflow.md): the same path writes through
+    local-activity markers, no ``store.record`` activity, one patch marker instead of one per
+    patch, far fewer events, and the same final search attributes."""
+    regular, lean = events(f"{path}_coalesced"), events(f"{path}_lean")
+    assert patches(lean) == [LEAN_PATCH] and LEAN_PATCH not in patches(regular)
+    assert store_activities(regular) >= 5 and store_activities(lean) == 0
+    assert local_writes(regular) == 0 and local_writes(lean) >= 4
+    assert len(lean) < len(regular) - 40
+    assert final(escrow_upserts(lean)) == final(escrow_upserts(regular))
+
+
+def task_commands(history: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The events each workflow task's completion recorded (its commands), task by task."""
+    tasks: list[list[dict[str, Any]]] = []
+    for event in history:
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED":
+            tasks.append([])
+        elif event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
+            if tasks:
+                tasks.append([])  # what follows belongs to no task until the next completion
+        elif tasks:
+            tasks[-1].append(event)
+    return tasks
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in HISTORIES.glob("*_lean.json")))
+def test_no_local_write_shares_a_task_with_a_cotpay_call(name: str) -> None:
+    """A local write holds its workflow task until it ends; under ``lean-history`` it never
+    runs in a task that schedules a Cotpay call, so the store never holds a Cotpay call back."""
+    for commands in task_commands(events(name)):
+        calls = [
+            e
+            for e in commands
+            if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+            and e["activityTaskScheduledEventAttributes"]["activityType"]["name"].startswith(
+                "cotpay."
+            )
+        ]
+        assert not (calls and local_writes(commands)), name
 
 
 def test_a_failed_local_write_falls_back_to_the_activity_then_goes_local_again() -> None:
-    history = events("store_outage_local")
+    history = events("store_outage_lean")
     assert store_activities(history) == 1
-    assert local_writes(history) >= 5
+    assert local_writes(history) >= 4

@@ -28,11 +28,11 @@ from workflows.escrow import (
     COALESCE_SEARCH,
     EARLY_OUTCOME_PATCH,
     IPN_CHECK_PATCH,
+    LEAN_PATCH,
     MONEY_GUARD_PATCH,
     ORDER_STORE_PATCH,
     REPEATED_DELIVERY_PATCH,
     RETURN_REJECTION_PATCH,
-    STORE_LOCAL_PATCH,
     EscrowOrderWorkflow,
 )
 
@@ -92,6 +92,24 @@ NEW_SHAPES = {
 }
 
 
+# Paths recorded again under ``lean-history`` (``record.py --suffix _lean``).
+LEAN_PATHS = (
+    "money_moved_slot",
+    "rejection_in_flight",
+    "early_refund",
+    "repeated_delivery",
+    "ipn_wrong_amount",
+    "ipn_wrong_refund",
+    "attention_retry",
+    "expiry",
+    "cancel_before_payment",
+    "duplicate_ipns",
+    "late_payment",
+    "payout_too_early",
+    "rejected_release",
+)
+
+
 def test_new_shapes_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
     assert {"money_moved_slot", "rejection_in_flight", "early_refund", "repeated_delivery"} <= names
@@ -102,7 +120,8 @@ def test_only_its_own_histories_carry_the_early_outcome_marker() -> None:
     kind: no other path of the committed histories writes its marker."""
     for path in HISTORIES:
         patches, _ = patches_and_activities(path)
-        assert (EARLY_OUTCOME_PATCH in patches) is path.stem.startswith("early_"), path.stem
+        own = path.stem.startswith("early_") and not path.stem.endswith("_lean")
+        assert (EARLY_OUTCOME_PATCH in patches) is own, path.stem
 
 
 def test_the_early_refund_waits_for_the_sellers_decision() -> None:
@@ -130,9 +149,12 @@ def test_the_early_refund_waits_for_the_sellers_decision() -> None:
     assert any(returns[0] < i < ipns[2] for i in timers)
 
 
-def test_local_shapes_are_committed() -> None:
+def test_lean_shapes_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"store_happy_path_local", "store_return_path_local", "store_outage_local"} <= names
+    assert {"store_happy_path_lean", "store_return_path_lean", "store_outage_lean"} <= names
+    # The paths of the earlier patches, recorded again under ``lean-history`` (which has their
+    # rules without asking them).
+    assert {f"{name}_lean" for name in LEAN_PATHS} <= names
 
 
 def test_each_history_has_the_shape_its_name_says() -> None:
@@ -140,12 +162,12 @@ def test_each_history_has_the_shape_its_name_says() -> None:
     (``*_coalesced``: also ``coalesce-search-attributes``)."""
     for path in HISTORIES:
         patches, activities = patches_and_activities(path)
-        if path.stem.endswith("_local"):  # every patch of its time, writes local first
-            assert {ORDER_STORE_PATCH, COALESCE_SEARCH, STORE_LOCAL_PATCH} <= patches, path.stem
+        if path.stem.endswith("_lean"):  # one marker: every earlier rule, writes local first
+            assert patches == {LEAN_PATCH}, path.stem
             outage = path.stem.startswith("store_outage")
             assert ("store.record" in activities) is outage, path.stem
             continue
-        assert STORE_LOCAL_PATCH not in patches, path.stem
+        assert LEAN_PATCH not in patches, path.stem
         new = next((p for prefix, p in NEW_SHAPES.items() if path.stem.startswith(prefix)), None)
         if new is not None:  # recorded since these patches: every patch of its time, and its own
             assert {ORDER_STORE_PATCH, COALESCE_SEARCH, new} <= patches, path.stem
