@@ -278,7 +278,7 @@ async def _measure(
         "orders": opts.orders,
         "in_flight": opts.in_flight,
         "driver": driver_figures(waiter, polling, hooks),
-        "worker_settings": stack.worker_settings or "SDK defaults",
+        "worker_settings": stack.worker_settings or "defaults (docs/deployment.md)",
         "engine_1": engine_1,
         "escrow": escrow_batch,
         "engine_2": engine_2,

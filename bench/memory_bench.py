@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from bench import drivers, sdk_metrics
 from bench.process_stack import HOST, ProcessStack, process_stack
 from bench.stats import Deadline, ms, percentile, ratio
-from runtime.worker_tuning import SDK_MAX_CACHED_WORKFLOWS
+from runtime.worker_tuning import DEFAULT_MAX_CACHED_WORKFLOWS
 from starter.client.escrow import start_search_attributes
 from starter.stack import free_port
 from workflows.models import (
@@ -118,7 +118,7 @@ async def run(
     *, quick: bool, deadline: Deadline, parked: int | None = None, cache: int | None = None
 ) -> dict[str, Any]:
     count = parked or (QUICK_PARKED if quick else DEFAULT_PARKED)
-    cached = cache if cache is not None else SDK_MAX_CACHED_WORKFLOWS
+    cached = cache if cache is not None else DEFAULT_MAX_CACHED_WORKFLOWS
     if quick and cache is None:
         cached = QUICK_PARKED // 2
     metrics_address = f"{HOST}:{free_port(HOST)}"

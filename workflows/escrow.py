@@ -213,7 +213,9 @@ class EscrowOrderWorkflow:
           holds a workflow task open after its first failed attempt;
         * a local attempt holds its workflow task, so it never runs in a task that scheduled a
           Cotpay call: such a write waits for the next task, at most ``store_writes.DEFER``
-          (a timer), and a Cotpay call is never held back by the store;
+          (a timer), or, when an update waits for it, goes out at once as the regular activity
+          beside the call; a Cotpay call is never held back by the store, nor an update's
+          answer by a Cotpay call;
         * while the order is being created (its Cotpay creation calls in flight) nothing is
           written unless an update waits for the store: the creation's entries go out in one
           write when it ends, with the payment details.
@@ -224,15 +226,24 @@ class EscrowOrderWorkflow:
             )
             # Let the steps this activation woke finish first, so that one write carries them.
             await workflow.wait_condition(lambda: True)
+            regular = outbox.degraded
             if self._called_in_this_task():
-                with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(
-                        lambda: not self._called_in_this_task(), timeout=store_writes.DEFER
-                    )
+                if self._sync_waiting > 0:
+                    # An update waits for this write: neither it nor the Cotpay call waits for
+                    # the other; the regular activity runs beside the call.
+                    regular = True
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(
+                            lambda: not self._called_in_this_task(), timeout=store_writes.DEFER
+                        )
+                    # Again: what the task that ended the wait woke goes into the same write.
+                    await workflow.wait_condition(lambda: True)
+                    regular = outbox.degraded
             write = outbox.next_write(self._o.view())
             if write is None:
                 continue
-            if not outbox.degraded:
+            if not regular:
                 try:
                     await workflow.execute_local_activity_method(
                         store_writes.RECORD,
@@ -249,6 +260,7 @@ class EscrowOrderWorkflow:
                     if isinstance(err, CancelledError):
                         raise
                     outbox.degraded = True
+            outbox.regular = True
             await self._write_regular(write)
             outbox.stored(write)
 
@@ -277,10 +289,12 @@ class EscrowOrderWorkflow:
         """Read-your-writes: ``answer`` (the state right after an update applied), once the
         store holds the timeline as it was then, or after ``STORE_SYNC_WAIT`` at most.
 
-        Patch ``lean-history``: no timer. The writer's next attempt is bounded (a deferral of
-        at most ``store_writes.DEFER``, then a local attempt of at most ``LOCAL_TIMEOUT``), so
-        the answer waits until the store holds the entries or an attempt has failed
-        (``outbox.degraded``: while the store is down, answers do not wait for it)."""
+        Patch ``lean-history``: no timer unless the write goes out as the regular activity. A
+        local attempt is bounded (``LOCAL_TIMEOUT``; the writer never defers a write an update
+        waits for), so the answer waits until the store holds the entries or an attempt has
+        failed (``outbox.degraded``: while the store is down, answers do not wait for it). A
+        write sent as the regular activity (``outbox.regular``: beside a Cotpay call of the same
+        task) is waited for at most ``STORE_SYNC_WAIT``, a timer."""
         outbox = self._store
         seq = len(self._o.timeline)
         if outbox is None or outbox.has(seq):
@@ -288,7 +302,14 @@ class EscrowOrderWorkflow:
         if self._lean:
             self._sync_waiting += 1
             try:
-                await workflow.wait_condition(lambda: outbox.has(seq) or outbox.degraded)
+                await workflow.wait_condition(
+                    lambda: outbox.has(seq) or outbox.degraded or outbox.regular
+                )
+                if not (outbox.has(seq) or outbox.degraded):
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(
+                            lambda: outbox.has(seq) or outbox.degraded, timeout=STORE_SYNC_WAIT
+                        )
             finally:
                 self._sync_waiting -= 1
             return answer

@@ -160,6 +160,8 @@ class StoreOutbox:
     writing: bool = False
     # A local attempt failed and no write has succeeded since (patch ``lean-history``).
     degraded: bool = False
+    # A write went out as the regular activity and has not been acknowledged (``lean-history``).
+    regular: bool = False
 
     def pending(self, view: OrderView) -> bool:
         """The view or its timeline differs from what the store acknowledged."""
@@ -195,3 +197,4 @@ class StoreOutbox:
         self.stored_view = write.view
         self.writing = False
         self.degraded = False
+        self.regular = False

@@ -126,7 +126,9 @@ def test_lean_writes_shed_the_store_activities(path: str) -> None:
     patch, far fewer events, and the same final search attributes."""
     regular, lean = events(f"{path}_coalesced"), events(f"{path}_lean")
     assert patches(lean) == [LEAN_PATCH] and LEAN_PATCH not in patches(regular)
-    assert store_activities(regular) >= 5 and store_activities(lean) == 0
+    # One regular write at most: the one an update waits for in a task that schedules a Cotpay
+    # call (the return request of ``open_dispute``) goes out beside the call.
+    assert store_activities(regular) >= 5 and store_activities(lean) <= 1
     assert local_writes(regular) == 0 and local_writes(lean) >= 4
     assert len(lean) < len(regular) - 40
     assert final(escrow_upserts(lean)) == final(escrow_upserts(regular))

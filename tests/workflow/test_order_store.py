@@ -219,12 +219,12 @@ class HungStore(SwitchedStore):
 async def test_a_hung_store_never_holds_a_payout_call(
     env: WorkflowEnvironment, fake: FakeCotpay, order_store: OrderStore
 ) -> None:
-    """Patch ``lean-history``: a local write holds its workflow task, so the write of the task
-    that schedules the payout waits for the next task: the payout call is made before the store
-    is touched at all. The local attempt after it hangs until its timeout; the write then goes
-    out as the regular activity, and the order's next writes too (no more local attempts)
-    until the store answers; the update's answer does not wait for a store that failed, and
-    nothing is lost."""
+    """Patch ``lean-history``: a local write holds its workflow task, so none runs in the task
+    that schedules the payout: the write the ``delivered`` update waits for goes out as the
+    regular activity beside the payout call, which no attempt at the store holds back. The
+    update answers after at most ``STORE_SYNC_WAIT`` while the store hangs; the order makes at
+    most one local attempt while the store is down, pays out once, and once the store is back
+    the store has every event."""
     # How many payment calls had been made when each hanging local attempt began.
     payments_at_hang: list[int] = []
     store = HungStore(order_store, lambda: payments_at_hang.append(len(fake.called("payment"))))
@@ -247,9 +247,9 @@ async def test_a_hung_store_never_holds_a_payout_call(
         assert len(fake.called("payment")) == 1
         await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
         await order.eventually(lambda v: v.waiting_for == "Finished: PAID_OUT")
-        assert store.local_attempts == local_before + 1  # one local attempt, then regular
-        # The payout call went out before the store was tried (and hung).
-        assert payments_at_hang == [1]
+        assert store.local_attempts <= local_before + 1
+        # No local attempt hung before the payout call went out.
+        assert all(payments == 1 for payments in payments_at_hang), payments_at_hang
         store.hang = store.down = False
         final = await asyncio.wait_for(order.handle.result(), 90)
     same_entries(await order.stored(), final)
