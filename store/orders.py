@@ -117,14 +117,20 @@ def event_values(
     }
 
 
-async def record(db: Database, write: OrderWrite) -> WriteResult:
-    """Write an order's view and new events in one transaction.
+# The two statements of ``record``, built once per dialect: the values go in as parameters, so
+# SQLAlchemy compiles each statement once (its compiled cache) instead of building and
+# compiling a new expression for every write (a multi-row ``.values(rows)`` is a new statement
+# for every row count).
+_RECORD_STATEMENTS: dict[str, tuple[Insert, Insert]] = {}
 
-    An event whose (merchant, orderRef, seq) exists is left as it is; the ``orders`` row of
-    (merchant, orderRef) is inserted, or replaced by a view with a greater (lastSeq, revision);
-    ``updatedAt`` never goes back."""
-    values = order_values(write)
-    upsert: Insert = db.insert(orders).values(values)
+
+def _record_statements(db: Database) -> tuple[Insert, Insert]:
+    """The ``orders`` upsert (the row moves only forward) and the ``order_events`` insert that
+    leaves an existing (merchant, orderRef, seq) as it is; both return what they wrote."""
+    cached = _RECORD_STATEMENTS.get(db.dialect)
+    if cached is not None:
+        return cached
+    upsert: Insert = db.insert(orders)
     new = upsert.excluded  # type: ignore[attr-defined]
     newer = or_(
         new.last_seq > orders.c.last_seq,
@@ -137,25 +143,33 @@ async def record(db: Database, write: OrderWrite) -> WriteResult:
     upsert = upsert.on_conflict_do_update(  # type: ignore[attr-defined]
         index_elements=[orders.c.merchant, orders.c.order_ref], set_=changes, where=newer
     ).returning(orders.c.order_ref)
+    insert_events: Insert = (
+        db.insert(order_events)
+        .on_conflict_do_nothing(
+            index_elements=[order_events.c.merchant, order_events.c.order_ref, order_events.c.seq]
+        )
+        .returning(order_events.c.seq)
+    )
+    _RECORD_STATEMENTS[db.dialect] = (upsert, insert_events)
+    return upsert, insert_events
+
+
+async def record(db: Database, write: OrderWrite) -> WriteResult:
+    """Write an order's view and new events in one transaction.
+
+    An event whose (merchant, orderRef, seq) exists is left as it is; the ``orders`` row of
+    (merchant, orderRef) is inserted, or replaced by a view with a greater (lastSeq, revision);
+    ``updatedAt`` never goes back."""
+    upsert, insert_events = _record_statements(db)
     inserted = 0
     async with db.begin() as conn:
-        moved = (await conn.execute(upsert)).first() is not None
+        moved = (await conn.execute(upsert, order_values(write))).first() is not None
         if write.events:
             now = datetime.now(UTC)
             rows = [event_values(write.order_ref, e, now, write.merchant) for e in write.events]
-            stmt = (
-                db.insert(order_events)
-                .values(rows)
-                .on_conflict_do_nothing(
-                    index_elements=[
-                        order_events.c.merchant,
-                        order_events.c.order_ref,
-                        order_events.c.seq,
-                    ]
-                )
-                .returning(order_events.c.seq)
-            )
-            inserted = len((await conn.execute(stmt)).all())
+            # executemany with RETURNING: one INSERT of all rows ("insertmanyvalues"), a row
+            # back for each event inserted (none for one that existed).
+            inserted = len((await conn.execute(insert_events, rows)).all())
     return WriteResult(order_moved=moved, events_inserted=inserted)
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from store import orders as orders_module
 from store.api import OrderStore
 from store.errors import StoreUnavailable
 from store.models import MoneyKind, OrderFilters, OrderRow, OrderWrite, StoreEvent
@@ -92,6 +93,28 @@ async def test_an_existing_event_is_never_overwritten(store: OrderStore) -> None
     assert (await store.record(other)).events_inserted == 0
     events = await store.events("keep-1")
     assert events is not None and events[0].detail == "first"
+
+
+async def test_a_write_with_old_and_new_events_inserts_only_the_new(store: OrderStore) -> None:
+    """The events go in as one executemany with RETURNING: the count is of the rows inserted,
+    the existing ones stay as they were, whatever their place among the write's events."""
+    e1 = event(1, T0, "started", S.CREATING, detail="first")
+    e3 = event(3, T0 + timedelta(seconds=2), "note", None, detail="first")
+    assert (await store.record(write("mix-1", S.CREATING, [e1, e3]))).events_inserted == 2
+    again = [
+        event(1, T0, "started", S.CREATING, detail="second"),
+        event(2, T0 + timedelta(seconds=1), "status", S.AWAITING_PAYMENT),
+        event(3, T0 + timedelta(seconds=2), "note", None, detail="second"),
+        event(4, T0 + timedelta(seconds=3), "note", None),
+    ]
+    result = await store.record(write("mix-1", S.AWAITING_PAYMENT, again, revision=1))
+    assert result.order_moved and result.events_inserted == 2
+    events = await store.events("mix-1")
+    assert events is not None and [e.seq for e in events] == [1, 2, 3, 4]
+    assert [e.detail for e in events if e.seq in (1, 3)] == ["first", "first"]
+    # Statements built once per dialect and reused (their compiled form is cached).
+    statements = orders_module._record_statements(store.db)
+    assert orders_module._record_statements(store.db) is statements
 
 
 async def test_revision_moves_the_view_without_a_new_event(store: OrderStore) -> None:
