@@ -822,7 +822,6 @@ def _record_uses(func: Any) -> list[str]:
 
 
 # The order store's writer and the updates' read-your-writes wait: no step of the run loop.
-# The order store's writer: no part of the run loop (it never changes the order record).
 NOT_RUN_LOOP = {"_write_store", "_write_store_lean", "_write_regular", "_store_synced"}
 
 
