@@ -19,12 +19,12 @@ moved the order since the validator accepted it); a ``Refused`` raised there fai
 The order store (docs/store.md, The write path): from the patch ``order-store`` on, one
 background writer (``_write_store``) sends the order's timeline and view to the store at every
 change, one ``store.record`` activity at a time, batching what accumulated meanwhile. Nothing
-else waits for it: no Cotpay call, timer or message. From the patch ``store-local-writes`` on,
-each write is tried once as a local activity first (one marker, no task round trip; it holds
-the workflow task for at most ``store_writes.LOCAL_TIMEOUT``), then sent as the regular
-activity if that attempt fails. Before the workflow returns it waits until
+else waits for it: no Cotpay call, timer or message. Before the workflow returns it waits until
 the store has everything; an update handler waits (at most ``STORE_SYNC_WAIT``) until the store
-shows its effect, so a read from the store right after the answer sees it.
+shows its effect, so a read from the store right after the answer sees it. From the patch
+``lean-history`` on (``_write_store_lean``), each write is tried once as a local activity first
+(one marker, no activity task), never in a workflow task that schedules a Cotpay call, and the
+update handlers wait without a timer unless their write goes out as the regular activity.
 
 Money moved (docs/workflow.md, patch ``money-moved-guard``; finding F1): once a PAID_OUT or
 REFUNDED IPN is recorded after a call of its step, operator actions on a NEEDS_ATTENTION order
@@ -42,7 +42,9 @@ payout call, or a REFUNDED before any return request, is recorded as ``ipn_early
 counts as the outcome of a later call; asked only when such an IPN arrives.
 
 Versioning: any change to the commands this code issues goes behind ``workflow.patched`` and the
-replay test over ``tests/replay/histories`` must stay green (docs/workflow.md).
+replay test over ``tests/replay/histories`` must stay green (docs/workflow.md). Orders started
+since ``lean-history`` record only that patch's marker and have every earlier patch's behaviour
+without asking it (``self._lean``); older orders ask each patch as they always did.
 
 Search attributes (patch ``coalesce-search-attributes``): each upsert is a history event and a
 visibility write, so orders started since this patch keep the record's search updates pending
