@@ -125,6 +125,16 @@ def test_missing_row_is_a_finding_once_settled_and_after_the_cut_over() -> None:
     assert kinds(compare_open_workflow(newer, None, cut_over, NOW)) == [K.MISSING_IN_STORE]
 
 
+def test_an_order_still_being_created_is_not_missing_in_the_store() -> None:
+    """Since patch ``lean-history`` an order writes its first row when its Cotpay creation
+    calls end; one stuck in CREATING is reported by ``past_deadline``, not as missing."""
+    creating = facts(view(status=S.CREATING, start=NOW - timedelta(minutes=40)))
+    assert compare_open_workflow(creating, None, POLICY, NOW) == []
+    stuck = facts(view(status=S.CREATING, start=NOW - timedelta(days=2)))
+    late = past_deadline(stuck, POLICY, NOW)
+    assert late is not None and late.kind is K.PAST_DEADLINE
+
+
 # --- store rows without a running workflow ---------------------------------------------------
 
 
