@@ -32,7 +32,6 @@ from cotpay.settings import CotpaySettings
 from runtime.settings import EscrowSettings
 from sandbox.testing import RunningSandbox, running_sandbox
 from starter.client import EscrowClient
-from starter.gateway.app import create_app
 from starter.gateway.ratelimit import RateLimitSettings
 from store.api import OrderStore
 from tests.fuzz.bridge import LoopBridge
@@ -44,6 +43,7 @@ from tests.gateway.conftest import (
     cotpay_fake,
     env,
     escrow_settings,
+    gateway_client,
     gateway_store,
     merchant_key_file,
     orders,
@@ -86,16 +86,9 @@ async def gateway_http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app in-process, with no default headers (each case brings its own)."""
     cotpay = CotpaySettings(private_key_file=merchant_key_file)
-    app = create_app(
-        backend.client,
-        escrow_settings,
-        cotpay,
-        orders=orders,
-        store=gateway_store,
-        rate_limits=UNLIMITED,
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+    async with gateway_client(
+        backend.client, escrow_settings, cotpay, orders, gateway_store, rate_limits=UNLIMITED
+    ) as client:
         yield client
 
 

@@ -34,6 +34,7 @@ from runtime.codec import escrow_data_converter
 from runtime.settings import EscrowSettings
 from starter.client import EscrowClient
 from starter.gateway.app import create_app
+from starter.gateway.ratelimit import RateLimitSettings
 from store.api import OrderStore
 from tests.workflow.conftest import register_search_attributes
 from tests.workflow.fake_cotpay import FakeCotpay
@@ -168,10 +169,13 @@ def gateway_client(
     cotpay: CotpaySettings,
     orders: EscrowClient,
     store: OrderStore | None = None,
+    *,
+    rate_limits: RateLimitSettings | None = None,
     **headers: str,
 ) -> httpx.AsyncClient:
-    """The gateway app served in-process (no lifespan: ``store`` must have its schema)."""
-    app = create_app(client, escrow, cotpay, orders=orders, store=store)
+    """The gateway app served in-process (no lifespan: ``store`` must have its schema);
+    ``rate_limits`` as ``create_app`` takes them (None: the settings' defaults)."""
+    app = create_app(client, escrow, cotpay, orders=orders, store=store, rate_limits=rate_limits)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway.test",
