@@ -93,20 +93,37 @@ def fuzz_config(
     checks: dict[str, Any] = {name: {"enabled": True} for name in names}
     checks["positive_data_acceptance"]["expected-statuses"] = POSITIVE_STATUSES
     checks["negative_data_rejection"]["expected-statuses"] = NEGATIVE_STATUSES
+    phases = {
+        "examples": {"enabled": True},
+        "coverage": {"enabled": True},
+        "fuzzing": {"enabled": True},
+        "stateful": {"enabled": stateful, "max-steps": STATEFUL_STEPS},
+    }
+    return _config(
+        EXAMPLES, security=not authenticated, phases=phases, checks=checks, operations=operations
+    )
+
+
+def _config(
+    examples: int,
+    *,
+    security: bool,
+    phases: dict[str, Any],
+    checks: dict[str, Any],
+    operations: list[dict[str, Any]] | None,
+) -> SchemathesisConfig:
+    """What every configuration here shares: ``examples`` cases per operation, derandomized
+    from ``SEED`` unless ``RANDOM``, no example database, the slow-data health checks off;
+    ``security``: schemathesis generates credentials too."""
     data: dict[str, Any] = {
         "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
         "generation": {
-            "max-examples": EXAMPLES,
+            "max-examples": examples,
             "deterministic": not RANDOM,
             "database": "none",
-            "with-security-parameters": not authenticated,
+            "with-security-parameters": security,
         },
-        "phases": {
-            "examples": {"enabled": True},
-            "coverage": {"enabled": True},
-            "fuzzing": {"enabled": True},
-            "stateful": {"enabled": stateful, "max-steps": STATEFUL_STEPS},
-        },
+        "phases": phases,
         "checks": checks,
     }
     if operations:
@@ -134,23 +151,15 @@ def role_config(path_regex: str) -> SchemathesisConfig:
     sending each caller's key (no generated credentials) and checking ``ROLE_CHECKS``. Only the
     operations whose path matches ``path_regex`` run (schemathesis' pytest plugin replaces the
     filters of a schema fixture; those of its configuration hold)."""
-    data: dict[str, Any] = {
-        "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
-        "generation": {
-            "max-examples": ROLE_EXAMPLES,
-            "deterministic": not RANDOM,
-            "database": "none",
-            "with-security-parameters": False,
-        },
-        "phases": {
+    return _config(
+        ROLE_EXAMPLES,
+        security=False,
+        phases={
             "examples": {"enabled": True},
             "coverage": {"enabled": False},
             "fuzzing": {"enabled": True},
             "stateful": {"enabled": False},
         },
-        "checks": {name: {"enabled": name in ROLE_CHECKS} for name in CHECKS},
-        "operations": [{"exclude-path-regex": path_regex, "enabled": False}],
-    }
-    if not RANDOM:
-        data["seed"] = SEED
-    return SchemathesisConfig.from_dict(data)
+        checks={name: {"enabled": name in ROLE_CHECKS} for name in CHECKS},
+        operations=[{"exclude-path-regex": path_regex, "enabled": False}],
+    )
