@@ -128,6 +128,18 @@ async def late_payment(env: WorkflowEnvironment, session: Session) -> Order:
     return order
 
 
+async def released_and_paid_out(env: WorkflowEnvironment, order: Order) -> Order:
+    """An operator releases the money of an order that needs attention after a rejected return;
+    the payout follows (two days later, past the payout instant) and so does its IPN."""
+    await order.handle.execute_update(
+        EscrowOrderWorkflow.operator_action, OperatorAction(action="release", operator="ops")
+    )
+    await env.sleep(timedelta(days=2))
+    await order.until(S.PAID_OUT)
+    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
+    return order
+
+
 async def rejected_release(env: WorkflowEnvironment, session: Session) -> Order:
     order = await start(session, order_ref="replay-rejected-release")
     await order.hold()
@@ -137,13 +149,7 @@ async def rejected_release(env: WorkflowEnvironment, session: Session) -> Order:
     await order.eventually(lambda v: any(e.kind == "return_requested" for e in v.timeline))
     await order.ipn("RETURN_REJECTED", IpnStep.RETURN, tx="reject-1")
     await order.until(S.NEEDS_ATTENTION)
-    await order.handle.execute_update(
-        EscrowOrderWorkflow.operator_action, OperatorAction(action="release", operator="ops")
-    )
-    await env.sleep(timedelta(days=2))
-    await order.until(S.PAID_OUT)
-    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
-    return order
+    return await released_and_paid_out(env, order)
 
 
 async def cancel_before_payment(env: WorkflowEnvironment, session: Session) -> Order:
@@ -242,13 +248,7 @@ async def rejection_in_flight(env: WorkflowEnvironment, session: Session) -> Ord
     await order.eventually(lambda v: any(e.kind == "rejection_in_flight" for e in v.timeline))
     await order.ipn("RETURN_REJECTED", IpnStep.RETURN, time=now + timedelta(minutes=1))
     await order.until(S.NEEDS_ATTENTION)
-    await order.handle.execute_update(
-        EscrowOrderWorkflow.operator_action, OperatorAction(action="release", operator="ops")
-    )
-    await env.sleep(timedelta(days=2))
-    await order.until(S.PAID_OUT)
-    await order.ipn("PAID_OUT", IpnStep.PAYMENT, tx="payout-1")
-    return order
+    return await released_and_paid_out(env, order)
 
 
 async def early_refund(env: WorkflowEnvironment, session: Session) -> Order:
