@@ -228,12 +228,12 @@ class EscrowOrderWorkflow:
             )
             # Let the steps this activation woke finish first, so that one write carries them.
             await workflow.wait_condition(lambda: True)
-            regular = outbox.degraded
+            beside_call = False
             if self._called_in_this_task():
                 if self._sync_waiting > 0:
                     # An update waits for this write: neither it nor the Cotpay call waits for
                     # the other; the regular activity runs beside the call.
-                    regular = True
+                    beside_call = True
                 else:
                     with contextlib.suppress(TimeoutError):
                         await workflow.wait_condition(
@@ -241,11 +241,10 @@ class EscrowOrderWorkflow:
                         )
                     # Again: what the task that ended the wait woke goes into the same write.
                     await workflow.wait_condition(lambda: True)
-                    regular = outbox.degraded
             write = outbox.next_write(self._o.view())
             if write is None:
                 continue
-            if not regular:
+            if not (beside_call or outbox.degraded):
                 try:
                     await workflow.execute_local_activity_method(
                         store_writes.RECORD,
